@@ -1,0 +1,43 @@
+# ctools — build, test, demo.  `make` builds .venv with the console scripts.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+DEBS := conntrack conntrackd nftables iproute2 keepalived iputils-ping tcpdump
+
+.PHONY: all venv deps test demo bench fuzz lint clean
+
+all: venv
+
+$(VENV)/.stamp: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test,lab,metrics]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+# Debian packages the suite and the lab need; installed only when missing.
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+test: deps venv
+	$(VENV)/bin/ruff check ctools sim netns_lab tests bench fuzz
+	$(VPY) -m pytest -q -ra tests
+
+demo: deps venv
+	$(VPY) -m netns_lab.demo
+
+bench: deps venv
+	$(VPY) bench/cli.py
+
+fuzz: venv
+	$(VPY) -m pip install -q atheris
+	$(VPY) fuzz/run.py
+
+lint: venv
+	$(VENV)/bin/ruff check ctools sim netns_lab tests bench fuzz
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,1 @@
+"""ctools/format."""
