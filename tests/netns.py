@@ -43,8 +43,8 @@ class Netns:
     def enable_conntrack(self) -> None:
         """Conntrack tracks in a namespace only once a rule there uses it."""
         ruleset = (
-            "table inet ctt { chain c { type filter hook prerouting priority 0; ct state new accept; }"
-            " chain o { type filter hook output priority 0; ct state new accept; } }"
+            "table inet ctt { chain c { type filter hook prerouting priority 0; ct state new accept; };"
+            " chain o { type filter hook output priority 0; ct state new accept; }; }"
         )
         self.run("nft", ruleset)
 
