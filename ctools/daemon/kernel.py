@@ -1,0 +1,250 @@
+"""The daemon's ctnetlink sockets: event subscription, dumps and batched writes.
+
+Built directly on the pure codec (``ctools.netlink.codec``): the hot paths (event decode,
+commit) pipeline many messages per system call and ask for no ACKs, so the kernel only
+answers the requests that failed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterable
+
+from ctools.model import Entry, Tuple
+from ctools.netlink import codec
+from ctools.netlink import constants as C
+from ctools.netlink.errors import CodecError
+
+NEW, UPDATE, DESTROY = "new", "update", "destroy"
+_RECV = 1 << 20
+_BATCH_BYTES = 1 << 16
+
+
+class KernelError(OSError):
+    """A netlink request failed."""
+
+
+def _open(groups: int = 0, rcvbuf: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                         C.NETLINK_NETFILTER)
+    if rcvbuf:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, C.SO_RCVBUFFORCE, rcvbuf)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.bind((0, groups))
+    return sock
+
+
+def _group_mask(*groups: int) -> int:
+    mask = 0
+    for g in groups:
+        mask |= 1 << (g - 1)
+    return mask
+
+
+class EventSocket:
+    """Conntrack (and optionally expectation) event subscription.
+
+    ``read()`` returns decoded ``(kind, entry, pid)`` tuples, ``pid`` being the port id of
+    the socket whose request caused the event (0 for packets); raises ``OverrunError`` on
+    ENOBUFS.
+    """
+
+    def __init__(self, rcvbuf: int = 0, reliable: bool = False) -> None:
+        groups = _group_mask(C.NFNLGRP_CONNTRACK_NEW, C.NFNLGRP_CONNTRACK_UPDATE,
+                             C.NFNLGRP_CONNTRACK_DESTROY)
+        self.sock = _open(groups, rcvbuf)
+        self.sock.setblocking(False)
+        if reliable:
+            # broadcast errors + no ENOBUFS: the kernel drops the flow rather than the event
+            for opt in (3, C.NETLINK_NO_ENOBUFS):  # NETLINK_BROADCAST_ERROR = 3
+                try:
+                    self.sock.setsockopt(C.SOL_NETLINK, opt, 1)
+                except OSError:
+                    pass
+        self.buf = bytearray(_RECV)
+        self.unknown = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    @property
+    def buffer_size(self) -> int:
+        # the kernel reports double the value set; the reference prints the value it set
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+
+    def set_buffer_size(self, size: int) -> int:
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, C.SO_RCVBUFFORCE, size)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        return self.buffer_size
+
+    def read(self, limit: int = 100) -> list[tuple[str, Entry, int]]:
+        """Read up to ``limit`` datagrams of events; [] when nothing is pending."""
+        out: list[tuple[str, Entry, int]] = []
+        for _ in range(limit):
+            try:
+                n = self.sock.recv_into(self.buf)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    raise OverrunError() from None
+                raise
+            try:
+                for ty, flags, _seq, pid, payload in codec.iter_messages(memoryview(self.buf)[:n]):
+                    if ty == C.CT_NEW:
+                        kind = NEW if flags & (C.NLM_F_CREATE | C.NLM_F_EXCL) else UPDATE
+                    elif ty == C.CT_DELETE:
+                        kind = DESTROY
+                    else:
+                        self.unknown += 1
+                        continue
+                    try:
+                        out.append((kind, codec.decode_entry(payload), pid))
+                    except CodecError:
+                        self.unknown += 1
+            except CodecError:
+                self.unknown += 1
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class OverrunError(Exception):
+    """The event socket lost events (ENOBUFS)."""
+
+
+class RequestSocket:
+    """Dumps and writes. ``portid`` identifies our own changes in the event stream."""
+
+    def __init__(self) -> None:
+        self.sock = _open()
+        self.sock.setsockopt(socket.SOL_SOCKET, C.SO_RCVBUFFORCE, 8 << 20) \
+            if os.geteuid() == 0 else None
+        self.portid = self.sock.getsockname()[0]
+        self.seq = 0
+        self.buf = bytearray(_RECV)
+
+    def _next_seq(self) -> int:
+        self.seq = (self.seq + 1) & 0xFFFFFFFF
+        return self.seq
+
+    def dump(self, family: int = socket.AF_UNSPEC) -> list[Entry]:
+        """All conntrack entries of the kernel table."""
+        seq = self._next_seq()
+        self.sock.send(codec.build_message(C.CT_GET, C.NLM_F_REQUEST | C.NLM_F_DUMP, seq,
+                                           family))
+        out: list[Entry] = []
+        while True:
+            n = self.sock.recv_into(self.buf)
+            for ty, _flags, _seq, _pid, payload in codec.iter_messages(memoryview(self.buf)[:n]):
+                if ty == C.NLMSG_DONE:
+                    return out
+                if ty == C.NLMSG_ERROR:
+                    err, _ = codec.decode_error(payload)
+                    if err:
+                        raise KernelError(err, os.strerror(err))
+                    continue
+                try:
+                    out.append(codec.decode_entry(payload))
+                except CodecError:
+                    pass
+
+    def _batch(self, messages: Iterable[tuple[int, bytes]]) -> dict[int, int]:
+        """Send (seq, message) pairs without ACKs; return {seq: errno} of the failures."""
+        errors: dict[int, int] = {}
+        chunk: list[bytes] = []
+        size = 0
+        for _seq, msg in messages:
+            chunk.append(msg)
+            size += len(msg)
+            if size >= _BATCH_BYTES:
+                self._send(b"".join(chunk), errors)
+                chunk.clear()
+                size = 0
+        if chunk:
+            self._send(b"".join(chunk), errors)
+        self._drain(errors)
+        return errors
+
+    def _send(self, data: bytes, errors: dict[int, int]) -> None:
+        # the kernel handles the whole buffer inside send(); errors wait in our queue
+        self.sock.send(data)
+        self._drain(errors)
+
+    def _drain(self, errors: dict[int, int]) -> None:
+        while True:
+            try:
+                n = self.sock.recv_into(self.buf, 0, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    continue
+                raise
+            try:
+                for ty, _f, _s, _p, payload in codec.iter_messages(memoryview(self.buf)[:n]):
+                    if ty == C.NLMSG_ERROR:
+                        err, seq = codec.decode_error(payload)
+                        if err:
+                            errors[seq] = err
+            except CodecError:
+                pass
+
+    def create(self, entries: list[Entry]) -> dict[int, int]:
+        """Create entries; returns {index in ``entries``: errno} of the failures."""
+        base = self.seq
+        flags = C.NLM_F_REQUEST | C.NLM_F_CREATE | C.NLM_F_EXCL
+        msgs = ((i, codec.build_message(C.CT_NEW, flags, (base + 1 + i) & 0xFFFFFFFF,
+                                        e.orig.family, codec.encode_entry(e)))
+                for i, e in enumerate(entries))
+        errs = self._batch(msgs)
+        self.seq = (base + len(entries)) & 0xFFFFFFFF
+        return {(s - base - 1) & 0xFFFFFFFF: e for s, e in errs.items()}
+
+    def update(self, entries: list[Entry]) -> dict[int, int]:
+        base = self.seq
+        msgs = ((i, codec.build_message(C.CT_NEW, C.NLM_F_REQUEST, (base + 1 + i) & 0xFFFFFFFF,
+                                        e.orig.family, codec.encode_entry(e, for_update=True)))
+                for i, e in enumerate(entries))
+        errs = self._batch(msgs)
+        self.seq = (base + len(entries)) & 0xFFFFFFFF
+        return {(s - base - 1) & 0xFFFFFFFF: e for s, e in errs.items()}
+
+    def delete(self, entries: list[Entry]) -> dict[int, int]:
+        """Delete entries by original tuple (and zone)."""
+        base = self.seq
+        msgs = []
+        for i, e in enumerate(entries):
+            attrs = codec.encode_tuple(e.orig, C.CTA_TUPLE_ORIG)
+            if e.zone is not None:
+                attrs += codec.encode_entry(Entry(zone=e.zone))
+            msgs.append((i, codec.build_message(C.CT_DELETE, C.NLM_F_REQUEST,
+                                                (base + 1 + i) & 0xFFFFFFFF,
+                                                e.orig.family, attrs)))
+        errs = self._batch(msgs)
+        self.seq = (base + len(entries)) & 0xFFFFFFFF
+        return {(s - base - 1) & 0xFFFFFFFF: e for s, e in errs.items()}
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+_ICMP_INVERSE = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17}
+_ICMPV6_INVERSE = {128: 129, 129: 128, 139: 140, 140: 139}
+
+
+def inverse_tuple(t: Tuple) -> Tuple:
+    """The reply tuple the kernel expects for a flow without NAT (like SETUP_REPLY)."""
+    r = Tuple(family=t.family, src=t.dst, dst=t.src, proto=t.proto,
+              sport=t.dport, dport=t.sport, icmp_code=t.icmp_code, icmp_id=t.icmp_id)
+    if t.icmp_type is not None:
+        table = _ICMPV6_INVERSE if t.proto == 58 else _ICMP_INVERSE
+        r.icmp_type = table.get(t.icmp_type, t.icmp_type)
+    return r
