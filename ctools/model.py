@@ -131,6 +131,7 @@ _ENTRY_FIELDS = (
     "labels", "labels_mask",                   # int bitmaps (bit n = label n)
     "synproxy",                                # (isn, its, tsoff)
     "status_mask",
+    "timestamp_event",                         # ns, CTA_TIMESTAMP_EVENT (newer kernels)
 )
 
 
@@ -178,6 +179,7 @@ class Entry:
         self.labels_mask = None
         self.synproxy = None
         self.status_mask = None
+        self.timestamp_event = None
         for name, value in kw.items():
             setattr(self, name, value)
 
