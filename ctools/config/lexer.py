@@ -1,0 +1,197 @@
+"""conntrackd.conf tokenizer.
+
+The token classes and their tie-breaking follow the C daemon's scanner exactly, because they
+decide which files are accepted: at each position every class is tried, the longest match
+wins and on equal length the class listed first wins (keywords, booleans, numbers, signed
+numbers, IPv4, IPv6, paths, mode names, strings, then any single character).
+
+Faithfully kept oddities of the C scanner (they are what 1.4.7 accepts):
+
+* the boolean classes were written as ``[o|O][n|N]``, so ``|`` counts as a letter there
+  (``o|`` and ``||`` are "on");
+* a bare word of 1–4 hex digits (``beef``, ``add``) is an IPv6 address, not a string;
+* ``persistent`` is only recognised with an upper-case final T (``persistenT``); ``nack`` and
+  ``persistenT`` are old names of ``ftfw`` and ``alarm``;
+* a path runs from ``/`` to the next space, ``"`` or newline, so it can swallow ``}``,
+  ``#`` and tabs.
+
+Deliberate difference: a comment on the last line without a final newline is a comment here
+(the C scanner turns its ``#`` into a syntax error).
+"""
+
+from __future__ import annotations
+
+import re
+
+# Token kinds
+KEYWORD = "keyword"
+ON = "on"
+OFF = "off"
+NUMBER = "number"
+SIGNED = "signed number"
+IP = "address"
+PATH = "path"
+MODE = "mode name"
+STRING = "name"
+CHAR = "character"
+EOF = "end of file"
+
+KEYWORDS = frozenset({
+    "UNIX", "IPv4_address", "IPv6_address", "IPv4_Destination_Address",
+    "IPv6_Destination_Address", "IPv4_interface", "IPv6_interface", "Interface", "Multicast",
+    "UDP", "TCP", "HashSize", "RefreshTime", "CacheTimeout", "CommitTimeout", "HashLimit",
+    "Path", "Backlog", "Group", "Port", "LogFile", "Syslog", "LockFile", "General", "Sync",
+    "Stats", "SocketBufferSize", "SocketBufferSizeMaxGrown", "SocketBufferSizeMaxGrowth",
+    "NetlinkBufferSize", "NetlinkBufferSizeMaxGrowth", "Mode", "ResendQueueSize", "Checksum",
+    "ACKWindowSize", "for", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
+    "LAST_ACK", "TIME_WAIT", "CLOSE", "CLOSED", "LISTEN", "SndSocketBuffer",
+    "RcvSocketBuffer", "Filter", "Protocol", "Address", "State", "Accept", "Ignore",
+    "PurgeTimeout", "From", "Userspace", "Kernelspace", "EventIterationLimit", "Default",
+    "PollSecs", "NetlinkOverrunResync", "Nice", "Scheduler", "Type", "Priority",
+    "NetlinkEventsReliable", "DisableInternalCache", "DisableExternalCache", "Options",
+    "TCPWindowTracking", "ExpectationSync", "ErrorQueueLength", "Helper", "QueueNum",
+    "QueueLen", "Policy", "ExpectMax", "ExpectTimeout", "Systemd", "StartupResync", "Setup",
+})
+# Keywords grouped by first character, longest first, for the prefix search.
+_KW_BY_FIRST: dict[str, tuple[str, ...]] = {}
+for _kw in sorted(KEYWORDS, key=len, reverse=True):
+    _KW_BY_FIRST[_kw[0]] = _KW_BY_FIRST.get(_kw[0], ()) + (_kw,)
+
+_BOOLS = (  # (kind, per-position character sets) in the C scanner's order
+    (ON, ("o|O", "n|N")),
+    (ON, ("y|Y", "e|E", "s|S")),
+    (OFF, ("o|O", "f|F", "f|F")),
+    (OFF, ("n|N", "o|O")),
+)
+_MODES = (  # (canonical mode, legacy name?, per-position character sets)
+    ("alarm", False, ("A|a", "L|l", "A|a", "R|r", "M|m")),
+    ("alarm", True, ("P|p", "E|e", "R|r", "S|s", "I|i", "S|s", "T|t", "E|e", "N|n", "T|")),
+    ("ftfw", False, ("F|f", "T|t", "F|f", "W|w")),
+    ("ftfw", True, ("N|n", "A|a", "C|c", "K|k")),
+    ("notrack", False, ("N|n", "O|o", "T|t", "R|r", "A|a", "C|c", "K|k")),
+)
+
+_INTEGER = re.compile(r"[0-9]+")
+_SIGNED = re.compile(r"[-+][0-9]+")
+_IPV4 = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+(?:/[0-9]+)?")
+_HEX_COLON_RUN = re.compile(r"[0-9A-Fa-f:]{1,72}")
+_IPV6_BASE = re.compile(
+    r"(?:[0-9A-Fa-f]{1,4}:?){0,7}::(?:[0-9A-Fa-f]{1,4}:?){0,7}"
+    r"|(?:[0-9A-Fa-f]{1,4}:){0,7}[0-9A-Fa-f]{1,4}"
+)
+_CIDR = re.compile(r"/[0-9]+")
+_PATH = re.compile(r'/[^"\n ]*')
+_STRING = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
+_WS = re.compile(r"[ \t]+")
+
+
+class Token:
+    """One lexeme: ``kind`` (module constants), ``text`` as written, 1-based position."""
+
+    __slots__ = ("kind", "text", "line", "col", "value")
+
+    def __init__(self, kind: str, text: str, line: int, col: int, value: object = None) -> None:
+        self.kind = kind
+        self.text = text
+        self.line = line
+        self.col = col
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Token({self.kind}, {self.text!r}, {self.line}:{self.col})"
+
+    def describe(self) -> str:
+        """How the token is named in an error message."""
+        if self.kind == EOF:
+            return "end of file"
+        if self.kind == KEYWORD:
+            return f"keyword '{self.text}'"
+        if self.kind == CHAR:
+            return f"'{self.text}'" if self.text.isprintable() else f"character {self.text!r}"
+        return f"{self.kind} '{self.text}'"
+
+
+def _fixed(text: str, pos: int, classes: tuple[str, ...]) -> bool:
+    if pos + len(classes) > len(text):
+        return False
+    return all(text[pos + i] in cs for i, cs in enumerate(classes))
+
+
+def _ipv6_len(text: str, pos: int) -> int:
+    """Length of the longest IPv6 lexeme at ``pos`` (0 if none)."""
+    run = _HEX_COLON_RUN.match(text, pos)
+    if run is None:
+        return 0
+    chunk = run.group()
+    for end in range(len(chunk), 0, -1):
+        if _IPV6_BASE.fullmatch(chunk, 0, end):
+            if end == len(chunk):
+                cidr = _CIDR.match(text, pos + end)
+                if cidr is not None:
+                    return end + len(cidr.group())
+            return end
+    return 0
+
+
+def _match_len(rx: re.Pattern[str], text: str, pos: int) -> int:
+    m = rx.match(text, pos)
+    return 0 if m is None else m.end() - pos
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split a configuration text into tokens (ends with one EOF token). Never raises."""
+    tokens: list[Token] = []
+    pos, line, line_start, n = 0, 1, 0, len(text)
+    append = tokens.append
+    while pos < n:
+        c = text[pos]
+        if c == "\n":
+            pos += 1
+            line += 1
+            line_start = pos
+            continue
+        if c == "\r":
+            pos += 1
+            continue
+        if c == " " or c == "\t":
+            pos += _match_len(_WS, text, pos)
+            continue
+        if c == "#":
+            end = text.find("\n", pos)
+            pos = n if end < 0 else end
+            continue
+        col = pos - line_start + 1
+        # candidates: (length, kind, value), tried in the C scanner's rule order
+        best_len, best_kind, best_value = 0, CHAR, None
+        for kw in _KW_BY_FIRST.get(c, ()):
+            if text.startswith(kw, pos):
+                best_len, best_kind, best_value = len(kw), KEYWORD, kw
+                break
+        for kind, classes in _BOOLS:
+            if len(classes) > best_len and _fixed(text, pos, classes):
+                best_len, best_kind, best_value = len(classes), kind, kind == ON
+        for rx, kind in ((_INTEGER, NUMBER), (_SIGNED, SIGNED), (_IPV4, IP)):
+            length = _match_len(rx, text, pos)
+            if length > best_len:
+                best_len, best_kind, best_value = length, kind, None
+        length = _ipv6_len(text, pos)
+        if length > best_len:
+            best_len, best_kind, best_value = length, IP, None
+        length = _match_len(_PATH, text, pos)
+        if length > best_len:
+            best_len, best_kind, best_value = length, PATH, None
+        for mode, legacy, classes in _MODES:
+            if len(classes) > best_len and _fixed(text, pos, classes):
+                best_len, best_kind, best_value = len(classes), MODE, (mode, legacy)
+        length = _match_len(_STRING, text, pos)
+        if length > best_len:
+            best_len, best_kind, best_value = length, STRING, None
+        if best_len == 0:
+            best_len = 1
+        lexeme = text[pos:pos + best_len]
+        if best_kind == NUMBER or best_kind == SIGNED:
+            best_value = int(lexeme)
+        append(Token(best_kind, lexeme, line, col, best_value))
+        pos += best_len
+    append(Token(EOF, "", line, pos - line_start + 1))
+    return tokens
