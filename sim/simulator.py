@@ -1,0 +1,566 @@
+"""The discrete-event simulator: N replicas running the real ``ctools.sync`` core over a
+seeded impaired network, with a checker after every step and a liveness bound at the end.
+
+Topology: a full mesh of unicast UDP links. Each replica runs one protocol core per peer (one
+FT-FW session per pair, as two C daemons would), all fed from the same internal cache and all
+applying into the same external cache. Flows are owned by exactly one replica (disjoint address
+blocks), so after quiescence every external cache must equal the union of its peers' internal
+caches.
+
+Invariants checked as the run goes (each violation is recorded, the run continues):
+
+* the core never raises on a datagram, whatever the network did to it;
+* no phantom entry: every state applied to an external cache is one some workload really
+  produced — unless a corrupted datagram reached an unauthenticated core (``Checksum off``, or
+  a corruption the UDP checksum missed), which is counted as ``corrupt_accepted`` instead;
+* queues bounded (FT-FW resend queue <= ResendQueueSize);
+* no message accepted twice: in FT-FW a duplicated datagram (same datagram id) never changes
+  the external cache a second time, except through HELLO (which by design skips the sequence
+  check, spec §4.6).
+
+Liveness: once the workload is over, partitions have healed and crashed daemons have restarted
+("quiescence"), the caches must agree within ``SimConfig.bound_s()`` simulated seconds where the
+mode promises it; otherwise the run fails with "reproduce with --seed N".
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from ctools.model import Entry
+from sim import core as sync
+from sim.caches import ExternalCache, InternalCache, copy_entry
+from sim.clock import EPOCH_US, US, EventQueue, seconds, us
+from sim.config import SimConfig
+from sim.link import Network
+from sim.trace import Trace
+from sim.workload import DESTROY, NEW, UPDATE, KernelEvent, Workload, view
+
+_KIND = {NEW: "new", UPDATE: "upd", DESTROY: "del"}
+_HDR = struct.Struct(">BBHI")
+HELLO = 0x20
+MAX_VIOLATIONS_KEPT = 20
+
+
+def frame_messages(datagram: bytes) -> tuple[int, bool]:
+    """(number of sync messages, any carries HELLO) by walking the 8-byte headers (spec §1.8).
+
+    Used for accounting and the duplicate check only; malformed tails just end the walk.
+    """
+    off, n, hello = 0, 0, False
+    while len(datagram) - off >= 8:
+        _, flags, length, _ = _HDR.unpack_from(datagram, off)
+        if length < 8:
+            break
+        n += 1
+        hello = hello or bool(flags & HELLO)
+        off += length
+    return n, hello
+
+
+@dataclass
+class Result:
+    """What a run produced. ``as_json()`` is the ``ctsim run --json`` object."""
+
+    seed: int
+    mode: str
+    converged: bool = False
+    sim_seconds_to_converge: float | None = None
+    convergence_promised: bool = True
+    liveness_failure: str | None = None
+    messages_sent: int = 0
+    messages_dropped: int = 0
+    datagrams_sent: int = 0
+    datagrams_dropped: int = 0
+    bytes_sent: int = 0
+    retransmissions: int = 0
+    invariant_violations: int = 0
+    violations: list[str] = field(default_factory=list)
+    corrupt_accepted: int = 0
+    explained_divergence: int = 0
+    divergence: int = 0
+    trace_sha256: str = ""
+    trace_lines: int = 0
+    sim_seconds: float = 0.0
+    real_core: bool = True
+    network: dict = field(default_factory=dict)
+    core_stats: dict = field(default_factory=dict)
+    config: str = ""
+    reproduce: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """No invariant violated and no liveness failure."""
+        return self.invariant_violations == 0 and self.liveness_failure is None
+
+    def as_json(self) -> dict:
+        d = dict(self.__dict__)
+        d["ok"] = self.ok
+        return d
+
+
+class Session:
+    """One protocol core of a replica and the peer it talks to."""
+
+    __slots__ = ("core", "peer", "gen", "armed_us", "stalls", "delivered")
+
+    def __init__(self, core: object, peer: int) -> None:
+        self.core = core
+        self.peer = peer
+        self.gen = 0
+        self.armed_us: int | None = None
+        self.stalls = 0
+        self.delivered: set[int] = set()   # datagram ids already handed to this core
+
+
+class Replica:
+    """One firewall: its kernel-mirror internal cache, its external cache and its cores."""
+
+    def __init__(self, idx: int, expiry_us: int | None) -> None:
+        self.idx = idx
+        self.up = True
+        self.incarnation = 0
+        self.internal = InternalCache()
+        self.external = ExternalCache(expiry_us)
+        self.sessions: dict[int, Session] = {}
+        self.crash_times: list[int] = []
+
+
+class Simulator:
+    """Build with a validated :class:`SimConfig`; ``run()`` returns a :class:`Result`.
+
+    The step API (``start``, ``run_until``, ``crash``, ``restart``, ``heal``, ``settle``) lets a
+    test drive the same machinery with its own fault schedule.
+    """
+
+    def __init__(self, cfg: SimConfig, trace_out: TextIO | None = None) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.queue = EventQueue(EPOCH_US)
+        self.t0 = EPOCH_US
+        self.trace = Trace(trace_out)
+        self.result = Result(seed=cfg.seed, mode=cfg.mode, real_core=sync.REAL_CORE,
+                             config=cfg.describe(),
+                             reproduce="ctsim run " + " ".join(cfg.argv()))
+        expiry = cfg.cache_timeout * US if cfg.mode == "alarm" else None
+        self.replicas = [Replica(i, expiry) for i in range(cfg.replicas)]
+        self.net = Network(cfg.seed, cfg.replicas, self.queue, cfg.faults, self._deliver,
+                           lambda r: self.replicas[r].up, checksum=cfg.checksum,
+                           partitions=cfg.partitions, start_us=self.t0,
+                           on_drop=self._on_drop)
+        self.workloads = [Workload(cfg.seed, r, cfg.workload, self.queue, self.t0,
+                                   self._kernel_batch, lambda r: self.replicas[r].up)
+                          for r in range(cfg.replicas)]
+        self.legit: set[tuple] = set()          # every replicated view a kernel ever had
+        self.changed_us: dict[tuple, int] = {}  # key -> time of the owner's last change
+        self.deleted: set[tuple] = set()
+        self.owner: dict[tuple, int] = {}
+        self.tainted = False                    # a corrupted datagram reached a core unchecked
+        self.dropped_ids: set[int] = set()
+        self.msg_count: dict[int, int] = {}     # datagram id -> messages inside
+        self.dead_core_stats: dict[str, int] = {}
+        self.dirty = True
+        self.started = False
+
+    # -- helpers --------------------------------------------------------------------------------
+    @property
+    def now_s(self) -> float:
+        return seconds(self.queue.now)
+
+    def _rel(self) -> float:
+        return (self.queue.now - self.t0) / US
+
+    def violation(self, what: str) -> None:
+        """Record an invariant violation (kept verbatim for the first few)."""
+        self.result.invariant_violations += 1
+        text = f"t={self._rel():.6f} {what}"
+        if len(self.result.violations) < MAX_VIOLATIONS_KEPT:
+            self.result.violations.append(text)
+        self.trace.emit(self.queue.now, "VIOLATION " + what)
+
+    def _core_settings(self, replica: Replica) -> dict:
+        cfg = self.cfg
+        settings = dict(mode=cfg.mode, mtu=cfg.mtu, transport="udp",
+                        initial_seq=int(self.now_s) & 0xFFFFFFFF,
+                        ack_window=cfg.ack_window, ack_window_size=cfg.ack_window,
+                        resend_queue_size=cfg.resend_queue, refresh_time=cfg.refresh_time,
+                        cache_timeout=cfg.cache_timeout, startup_resync=cfg.startup_resync,
+                        seed=(cfg.seed * 1000003 + replica.idx * 101 + replica.incarnation)
+                        & 0xFFFFFFFFFFFF)
+        if cfg.auth:
+            settings.update(auth_key=f"ctsim-{cfg.seed}".encode(),
+                            epoch=replica.incarnation + 1)
+        return settings
+
+    def _new_sessions(self, replica: Replica) -> None:
+        replica.sessions = {}
+        for peer in range(self.cfg.replicas):
+            if peer != replica.idx:
+                core = sync.build_core(self.now_s, **self._core_settings(replica))
+                replica.sessions[peer] = Session(core, peer)
+
+    # -- timers and transmission ----------------------------------------------------------------
+    def _flush(self, replica: Replica, s: Session) -> None:
+        for dgram in s.core.outgoing():
+            n, _ = frame_messages(dgram)
+            dgram_id = self.net.send(replica.idx, s.peer, dgram)
+            self.msg_count[dgram_id] = n
+            self.trace.emit(self.queue.now, f"tx {replica.idx}>{s.peer} #{dgram_id} "
+                            f"len={len(dgram)} m={n} crc={zlib.crc32(dgram):08x}")
+        self._check_queues(replica, s)
+        self._arm(replica, s)
+
+    def _arm(self, replica: Replica, s: Session) -> None:
+        deadline = s.core.next_deadline()
+        if deadline is None:
+            s.gen += 1
+            s.armed_us = None
+            return
+        t = max(math.ceil(deadline * US), self.queue.now)
+        if t == s.armed_us:
+            return
+        s.gen += 1
+        s.armed_us = t
+        self.queue.at(t, self._timer, replica, s, s.gen, replica.incarnation)
+
+    def _timer(self, replica: Replica, s: Session, gen: int, incarnation: int) -> None:
+        if gen != s.gen or incarnation != replica.incarnation or not replica.up:
+            return
+        s.armed_us = None
+        deadline = s.core.next_deadline()
+        if deadline is not None and math.ceil(deadline * US) > self.queue.now:
+            self._arm(replica, s)
+            return
+        s.core.tick(self.now_s)
+        after = s.core.next_deadline()
+        if after is not None and math.ceil(after * US) <= self.queue.now:
+            s.stalls += 1
+            if s.stalls == 100:
+                self.violation(f"replica {replica.idx}->{s.peer}: tick() does not move "
+                               f"next_deadline() past now ({after})")
+            if s.stalls >= 100:
+                for dgram in s.core.outgoing():
+                    self.net.send(replica.idx, s.peer, dgram)
+                return
+        else:
+            s.stalls = 0
+        self._flush(replica, s)
+
+    def _check_queues(self, replica: Replica, s: Session) -> None:
+        core = s.core
+        rs = getattr(core, "rs_queue_len", None)
+        if callable(rs):
+            rs = rs()
+        if rs is None:
+            q = getattr(core, "rs_queue", None) or getattr(core, "resend_queue", None)
+            rs = len(q) if q is not None and hasattr(q, "__len__") else None
+        if rs is not None and rs > self.cfg.resend_queue:
+            self.violation(f"replica {replica.idx}->{s.peer}: resend queue {rs} > "
+                           f"ResendQueueSize {self.cfg.resend_queue}")
+
+    # -- kernel side ----------------------------------------------------------------------------
+    def _kernel_batch(self, r: int, batch: list[KernelEvent]) -> None:
+        replica = self.replicas[r]
+        now = self.now_s
+        objs: list[tuple[str, Entry]] = []
+        for kind, ev in batch:
+            key = ev.key()
+            self.owner[key] = r
+            self.changed_us[key] = self.queue.now
+            if kind == DESTROY:
+                obj = replica.internal.destroy(ev)
+                self.deleted.add(key)
+                if obj is None:
+                    continue
+            else:
+                self.deleted.discard(key)
+                obj = replica.internal.new(ev) if kind == NEW else replica.internal.update(ev)
+                self.legit.add(view(obj))
+            objs.append((_KIND[kind], obj))
+        self.dirty = True
+        self.trace.emit(self.queue.now, f"kern {r} n={len(batch)}")
+        for s in replica.sessions.values():
+            for kind, obj in objs:
+                s.core.local_update(kind, obj, now)
+            self._flush(replica, s)
+
+    # -- network side ---------------------------------------------------------------------------
+    def _on_drop(self, src: int, dst: int, reason: str, dgram_id: int) -> None:
+        if dgram_id not in self.dropped_ids:
+            self.dropped_ids.add(dgram_id)
+        self.trace.emit(self.queue.now, f"drop {src}>{dst} #{dgram_id} {reason}")
+
+    def _deliver(self, dst: int, src: int, dgram: bytes, dgram_id: int,
+                 corrupted: bool) -> None:
+        replica = self.replicas[dst]
+        s = replica.sessions[src]
+        now = self.now_s
+        if corrupted and not self.cfg.auth:
+            self.tainted = True
+        try:
+            events = s.core.receive(dgram, now)
+        except Exception as exc:  # the invariant is precisely that this never happens
+            self.violation(f"core raised {type(exc).__name__}: {exc} on datagram "
+                           f"{dgram.hex()} from {src} to {dst}")
+            return
+        duplicate = dgram_id in s.delivered
+        s.delivered.add(dgram_id)
+        applied = 0
+        for ev in events:
+            if isinstance(ev, sync.Apply):
+                if not isinstance(ev.obj, Entry):
+                    continue
+                applied += 1
+                self._apply(replica, src, ev.kind, ev.obj, corrupted, dgram)
+            elif isinstance(ev, sync.ResyncRequested):
+                s.core.bulk_send(replica.internal.objects(), now)
+                self.trace.emit(self.queue.now, f"resync {dst} for {src}")
+            elif isinstance(ev, sync.PeerRestarted):
+                self.trace.emit(self.queue.now, f"peer-restarted {dst} sees {src}")
+        if duplicate and applied and self.cfg.mode == "ftfw" and not corrupted:
+            _, hello = frame_messages(dgram)
+            if not hello:
+                self.violation(f"replica {dst} accepted datagram #{dgram_id} from {src} "
+                               f"twice ({applied} states applied again)")
+        self.trace.emit(self.queue.now, f"rx {dst}<{src} #{dgram_id} ev={len(events)} "
+                        f"a={applied}{' corrupt' if corrupted else ''}")
+        self._flush(replica, s)
+
+    def _apply(self, replica: Replica, src: int, kind: str, obj: Entry, corrupted: bool,
+               dgram: bytes) -> None:
+        stored = replica.external.apply(kind, obj, self.queue.now)
+        self.dirty = True
+        if stored is None:
+            return
+        if view(stored) not in self.legit:
+            if corrupted and not self.cfg.auth:
+                self.result.corrupt_accepted += 1
+            else:
+                self.violation(f"phantom entry at replica {replica.idx} from {src}: "
+                               f"{view(stored)} (datagram {dgram.hex()})")
+        if replica.external.expiry_us is not None:
+            key = stored.key()
+            self.queue.after(replica.external.expiry_us, self._expire, replica,
+                             replica.incarnation, key)
+
+    def _expire(self, replica: Replica, incarnation: int, key: tuple) -> None:
+        if incarnation == replica.incarnation and replica.external.expire(key, self.queue.now):
+            self.dirty = True
+            self.trace.emit(self.queue.now, f"expire {replica.idx}")
+
+    # -- faults ---------------------------------------------------------------------------------
+    def crash(self, r: int) -> None:
+        """Kill replica ``r``'s daemon: cores and external cache are gone, the kernel stays."""
+        replica = self.replicas[r]
+        if not replica.up:
+            return
+        for s in replica.sessions.values():
+            for k, v in _stats_dict(s.core).items():
+                self.dead_core_stats[k] = self.dead_core_stats.get(k, 0) + v
+        replica.up = False
+        replica.incarnation += 1
+        replica.sessions = {}
+        replica.external.clear()
+        replica.crash_times.append(self.queue.now)
+        self.dirty = True
+        self.trace.emit(self.queue.now, f"crash {r}")
+
+    def restart(self, r: int) -> None:
+        """Start replica ``r``'s daemon again: dump the kernel, StartupResync, ``-B``."""
+        replica = self.replicas[r]
+        if replica.up:
+            return
+        replica.up = True
+        replica.internal = InternalCache()
+        for e in self.workloads[r].table.values():
+            replica.internal.new(e)
+        self._new_sessions(replica)
+        now = self.now_s
+        for s in replica.sessions.values():
+            for obj in replica.internal.objects():
+                s.core.local_update("dump", obj, now)
+            if self.cfg.startup_resync:
+                s.core.request_resync(now)
+            if self.cfg.restart_bulk:
+                s.core.bulk_send(replica.internal.objects(), now)
+            self._flush(replica, s)
+        self.dirty = True
+        self.trace.emit(self.queue.now, f"restart {r} entries={len(replica.internal.entries)}")
+
+    # -- checking -------------------------------------------------------------------------------
+    def divergence(self) -> tuple[int, int]:
+        """(unexplained, explained) mismatching (replica, key) pairs between external caches
+        and their owners' internal caches."""
+        unexplained = explained = 0
+        for y in self.replicas:
+            if not y.up:
+                continue
+            expected: dict[tuple, tuple] = {}
+            for x in self.replicas:
+                if x is not y:
+                    for k, e in x.internal.entries.items():
+                        expected[k] = view(e)
+            have = {k: view(e) for k, e in y.external.entries.items()}
+            for k in expected.keys() | have.keys():
+                if expected.get(k) != have.get(k):
+                    if self._explained(k, k in have and k not in expected):
+                        explained += 1
+                    else:
+                        unexplained += 1
+        return unexplained, explained
+
+    def _explained(self, key: tuple, stale_delete: bool) -> bool:
+        """A divergence the protocol cannot repair by design: the owner's daemon crashed after
+        the last change of ``key`` (its queued message died with it). A restart bulk send
+        (``-B``) re-announces live entries, but nothing ever retracts a lost delete."""
+        x = self.owner.get(key)
+        if x is None:
+            return False
+        changed = self.changed_us.get(key, 0)
+        if not any(t >= changed for t in self.replicas[x].crash_times):
+            return False
+        return stale_delete or not self.cfg.restart_bulk
+
+    def converged(self) -> bool:
+        """Every running replica's external cache equals the union of its peers' tables."""
+        if not all(r.up for r in self.replicas):
+            return False
+        unexplained, explained = self.divergence()
+        return unexplained == 0 and explained == 0
+
+    def promised(self) -> bool:
+        """Does this mode promise convergence under the faults that actually happened?"""
+        if self.tainted:
+            return False
+        if self.cfg.mode == "notrack":
+            st = self.net.stats
+            return not (st.dropped or st.reordered or st.duplicated or self.cfg.crashes
+                        or any(r.crash_times for r in self.replicas))
+        return True
+
+    # -- running --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every daemon and workload (idempotent)."""
+        if self.started:
+            return
+        self.started = True
+        self.trace.emit(self.queue.now, "config " + self.cfg.describe())
+        for replica in self.replicas:
+            self._new_sessions(replica)
+            for s in replica.sessions.values():
+                self._flush(replica, s)
+        for w in self.workloads:
+            w.start()
+        for c in self.cfg.crashes:
+            self.queue.at(self.t0 + us(c.at_s), self.crash, c.replica)
+            self.queue.at(self.t0 + us(c.at_s + c.down_s), self.restart, c.replica)
+
+    def run_until(self, rel_s: float) -> None:
+        """Process every event up to ``rel_s`` seconds after the start."""
+        self.start()
+        end = self.t0 + us(rel_s)
+        while True:
+            t = self.queue.peek_time()
+            if t is None or t > end:
+                break
+            self.queue.step()
+        self.queue.now = max(self.queue.now, end)
+
+    def quiescence_s(self) -> float:
+        """Run-relative time after which no more workload or scheduled fault happens."""
+        cfg = self.cfg
+        q = cfg.workload.end_s
+        q = max(q, self.net.partitions_end_us() / US)
+        q = max([q] + [c.at_s + c.down_s for c in cfg.crashes])
+        return q
+
+    def heal(self) -> None:
+        """End partitions and restart every crashed daemon (link noise goes on)."""
+        self.net.healed = True
+        for r in range(self.cfg.replicas):
+            self.restart(r)
+        self.trace.emit(self.queue.now, "heal")
+
+    def settle(self, bound_s: float) -> float | None:
+        """Run until converged; seconds it took, or None if ``bound_s`` passed first."""
+        self.start()
+        start = self.queue.now
+        end = start + us(bound_s)
+        while True:
+            if self.dirty:
+                self.dirty = False
+                if self.converged():
+                    return (self.queue.now - start) / US
+            t = self.queue.peek_time()
+            if t is None or t > end:
+                self.queue.now = max(self.queue.now, min(end, t or end))
+                if self.dirty and self.converged():
+                    return (self.queue.now - start) / US
+                return None
+            self.queue.step()
+
+    def run(self) -> Result:
+        """The whole scenario: workload and faults, quiescence, liveness check, result."""
+        cfg = self.cfg
+        self.run_until(self.quiescence_s())
+        self.heal()
+        took = self.settle(cfg.bound_s())
+        res = self.result
+        res.converged = took is not None
+        res.sim_seconds_to_converge = round(took, 6) if took is not None else None
+        res.convergence_promised = self.promised()
+        unexplained, explained = self.divergence()
+        res.divergence, res.explained_divergence = unexplained, explained
+        if took is None and res.convergence_promised and unexplained:
+            res.liveness_failure = (
+                f"liveness: {unexplained} (replica, entry) pairs still differ "
+                f"{cfg.bound_s():g}s after quiescence — reproduce with --seed {cfg.seed}")
+            self.trace.emit(self.queue.now, "LIVENESS " + res.liveness_failure)
+        else:
+            self.trace.emit(self.queue.now, f"end converged={res.converged} took={took}")
+        self._finish()
+        return res
+
+    def _finish(self) -> None:
+        res = self.result
+        st = self.net.stats
+        res.datagrams_sent = st.sent
+        res.datagrams_dropped = st.dropped
+        res.bytes_sent = st.bytes_sent
+        res.messages_sent = sum(self.msg_count.values())
+        res.messages_dropped = sum(self.msg_count.get(i, 0) for i in self.dropped_ids)
+        totals = dict(self.dead_core_stats)
+        for replica in self.replicas:
+            for s in replica.sessions.values():
+                for k, v in _stats_dict(s.core).items():
+                    totals[k] = totals.get(k, 0) + v
+        res.core_stats = {k: v for k, v in sorted(totals.items()) if v}
+        res.retransmissions = totals.get("retransmitted", 0)
+        res.network = {k: v for k, v in st.__dict__.items() if v}
+        res.sim_seconds = round(self._rel(), 6)
+        res.trace_sha256 = self.trace.sha256()
+        res.trace_lines = self.trace.lines
+
+
+def _stats_dict(core: object) -> dict[str, int]:
+    stats = getattr(core, "stats", None)
+    if stats is None:
+        return {}
+    if hasattr(stats, "as_dict"):
+        return {k: v for k, v in stats.as_dict().items() if isinstance(v, int)}
+    return {}
+
+
+def run(cfg: SimConfig, trace_out: TextIO | None = None) -> Result:
+    """Run one scenario and return its result."""
+    return Simulator(cfg, trace_out).run()
+
+
+def copy_entries(entries: Iterable[Entry]) -> list[Entry]:
+    """Fresh copies (for callers that keep entries beyond a run)."""
+    return [copy_entry(e) for e in entries]
