@@ -1,0 +1,62 @@
+"""The replicas' stateful nftables rule-set, and the counters the lab reads from it.
+
+Well-formed on purpose: only packets of known flows and proper new flows pass, so a flow
+whose state did not reach the new master really breaks after fail-over. With
+``nf_conntrack_tcp_loose`` off, a mid-stream packet of an unknown flow is ``ct state
+invalid`` and dropped silently (no RST).
+"""
+
+from __future__ import annotations
+
+import json
+
+from . import nsutil
+
+TABLE = "ctlab"
+
+RULESET = """\
+table inet ctlab
+delete table inet ctlab
+table inet ctlab {
+    counter invalid_drops { }
+    counter bad_new_tcp { }
+    counter new_flows { }
+    counter established { }
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related counter name established accept
+        ct state invalid counter name invalid_drops drop
+        meta l4proto tcp tcp flags & (fin|syn|rst|ack) != syn counter name bad_new_tcp drop
+        meta l4proto { tcp, udp, icmp, ipv6-icmp } ct state new counter name new_flows accept
+    }
+}
+"""
+
+COUNTERS = ("invalid_drops", "bad_new_tcp", "new_flows", "established")
+
+
+def load(ns: str) -> None:
+    """Install the rule-set and the conntrack sysctls it depends on in namespace ``ns``."""
+    nsutil.nft(ns, RULESET)
+    # the sysctl exists once the rule-set made the namespace use conntrack
+    nsutil.sysctl(ns, {"net.netfilter.nf_conntrack_tcp_loose": 0,
+                       "net.netfilter.nf_conntrack_tcp_be_liberal": 0})
+
+
+def counters(ns: str) -> dict[str, int]:
+    """Packet counts of the rule-set's named counters."""
+    res = nsutil.run(ns, "nft", "-j", "list", "counters", "table", "inet", TABLE, check=False)
+    out = {name: 0 for name in COUNTERS}
+    if res.returncode != 0:
+        return out
+    for item in json.loads(res.stdout).get("nftables", []):
+        ctr = item.get("counter")
+        if ctr and ctr.get("name") in out:
+            out[ctr["name"]] = int(ctr.get("packets", 0))
+    return out
+
+
+def reset_counters(ns: str) -> None:
+    """Zero the named counters (e.g. right before a fail-over)."""
+    for name in COUNTERS:
+        nsutil.run(ns, "nft", "reset", "counter", "inet", TABLE, name, check=False)
