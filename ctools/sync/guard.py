@@ -1,0 +1,240 @@
+"""Receive-side sequence tracking and hardening, shared by the three modes.
+
+The C receiver (spec §3.3) keeps only ``last``/``started`` and trusts any sequence number it is
+shown; a forged or mutated copy of an old datagram can then jump ``last`` ahead (so genuine
+messages are dropped as old and acknowledged without ever being applied), or resurrect a state
+that was deleted since. Without a MAC we cannot tell a forgery from the truth byte by byte, so
+the guard (strict mode: C-compatible wire, ``hardening`` on) uses what a forger cannot avoid:
+
+* exact replays: a message whose bytes we already accepted is rejected (``replayed``);
+* stale content: a data message whose body (everything but seq and the HELLO bits) we have
+  already seen, for a key whose current state is different, is a replay with a mutated
+  sequence number — it is not applied (``stale_content``) and its sequence slot is marked
+  *suspect*, so the genuine message with that number is still accepted when it arrives;
+* implausible sequence numbers: more than ``max_seq_jump`` ahead of the expected one are
+  rejected (``seq_implausible``). A genuine peer that really jumped (restart without HELLO,
+  e.g. NOTRACK/ALARM, or a huge loss) produces a run of ``rebase_run`` consecutive fresh
+  numbers, after which the guard re-bases on them (``rebases``);
+* holes: numbers skipped by a gap are remembered; a late message filling one is accepted
+  (reordering, or a forged gap that made genuine messages look old);
+* per-key ordering: a state older (by sequence) than the last one applied for the same key is
+  never applied, so a late or replayed message cannot roll an entry back or undelete it.
+
+With ``strict`` off (authenticated mode, whose frames cannot be forged or replayed, or
+``hardening=False``) the guard behaves exactly like the C receiver.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from ctools.sync.stats import SyncStats
+
+MASK = 0xFFFFFFFF
+HALF = 0x80000000
+
+# verdict classes
+UNSET, IN_SYNC, GAP, OLD, FAR, HOLE, CONFLICT, REPLAY = (
+    "unset", "in_sync", "gap", "old", "far", "hole", "conflict", "replay")
+
+
+class Verdict:
+    """How one incoming message relates to the receive state."""
+
+    __slots__ = ("cls", "seq", "gap", "suspect", "exact", "body")
+
+    def __init__(self, cls: str, seq: int, gap: int, suspect: bool, exact: int,
+                 body: int) -> None:
+        self.cls = cls
+        self.seq = seq
+        self.gap = gap          # for GAP: number of skipped sequence numbers
+        self.suspect = suspect  # body already seen with another sequence number
+        self.exact = exact
+        self.body = body
+
+
+def body_hash(msg: bytes) -> int:
+    """Hash of a message without its sequence number and HELLO bits."""
+    return hash(msg[:1] + bytes((msg[1] & 0x9F,)) + msg[2:4] + msg[8:])
+
+
+class _Lru(OrderedDict):
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def touch(self, k, v=None) -> None:
+        self[k] = v
+        self.move_to_end(k)
+        if len(self) > self.cap:
+            self.popitem(last=False)
+
+
+class ReceiveGuard:
+    """Sequence state of the peer as seen by this receiver."""
+
+    def __init__(self, params, stats: SyncStats, strict: bool) -> None:
+        self.strict = strict
+        self.stats = stats
+        self.max_jump = params.max_seq_jump
+        self.rebase_run = max(1, params.rebase_run)
+        self.last = 0
+        self.started = False
+        self.gen = 0
+        mem = params.replay_memory
+        self._exact = _Lru(mem)
+        self._bodies = _Lru(mem)
+        self._suspects = _Lru(4096)
+        self._holes: list[list[int]] = []     # [lo, hi] inclusive, serial order
+        self._keys: dict = {}                 # key -> (gen, seq, body hash)
+        self._tombs = _Lru(mem)
+        self._run: list = []
+
+    # -- classification ---------------------------------------------------------------------
+
+    def classify(self, seq: int, msg: bytes) -> Verdict:
+        """Classify without changing state."""
+        exact = hash(msg) if self.strict else 0
+        body = body_hash(msg) if self.strict else 0
+        suspect = self.strict and body in self._bodies
+        if self.strict and exact in self._exact:
+            return Verdict(REPLAY, seq, 0, suspect, exact, body)
+        if not self.started:
+            return Verdict(UNSET, seq, 0, suspect, exact, body)
+        d = (seq - self.last - 1) & MASK
+        if d == 0:
+            return Verdict(IN_SYNC, seq, 0, suspect, exact, body)
+        if d < HALF:
+            if self.strict and d > self.max_jump:
+                return Verdict(FAR, seq, d, suspect, exact, body)
+            return Verdict(GAP, seq, d, suspect, exact, body)
+        if self.strict:
+            if self._in_hole(seq):
+                return Verdict(HOLE, seq, 0, suspect, exact, body)
+            held = self._suspects.get(seq)
+            if held is not None and held != exact and not suspect:
+                return Verdict(CONFLICT, seq, 0, suspect, exact, body)
+        return Verdict(OLD, seq, 0, suspect, exact, body)
+
+    def count_c(self, v: Verdict) -> None:
+        """The C "Packets lost"/"Packets before" counters for this classification."""
+        if v.cls == GAP:
+            self.stats.seq_lost += (v.seq - self.last + 1) & MASK  # C over-count (§3.3)
+        elif v.cls == OLD:
+            self.stats.seq_before += 1
+
+    # -- state changes ----------------------------------------------------------------------
+
+    def accept(self, v: Verdict) -> None:
+        """Record an accepted message: advances ``last`` unless it filled a hole/conflict."""
+        seq = v.seq
+        if v.cls in (HOLE, CONFLICT, OLD, REPLAY):
+            if v.cls == HOLE:
+                self._fill_hole(seq)
+                self.stats.holes_filled += 1
+            elif v.cls == CONFLICT:
+                self._suspects.pop(seq, None)
+        else:
+            if v.cls == GAP and self.strict:
+                self._holes.append([(self.last + 1) & MASK, (seq - 1) & MASK])
+            self.last = seq
+            self.started = True
+            if self.strict:
+                self._prune_holes()
+        if self.strict:
+            self._exact.touch(v.exact)
+            self._bodies.touch(v.body)
+            if v.suspect:
+                self._suspects.touch(seq, v.exact)
+
+    def set_last(self, seq: int) -> None:
+        """Force ``last`` (HELLO bypass in FT-FW)."""
+        self.last = seq & MASK
+        self.started = True
+
+    def rebase_all(self) -> None:
+        """The peer's sequence space restarted: forget holes, suspects and the run."""
+        self.gen += 1
+        self._holes.clear()
+        self._suspects.clear()
+        self._run.clear()
+
+    def candidate(self, header, msg: bytes, v: Verdict) -> list | None:
+        """Feed an implausible (FAR/OLD) but fresh message to the re-base detector.
+
+        Returns the buffered run [(header, msg), ...] once ``rebase_run`` consecutive sequence
+        numbers have been seen (the guard has then re-based so that they are in sync)."""
+        if not self.strict or v.cls == REPLAY:
+            return None
+        run = self._run
+        if run and header.seq == (run[-1][0].seq + 1) & MASK:
+            run.append((header, msg))
+        else:
+            run[:] = [(header, msg)]
+        if len(run) < self.rebase_run:
+            return None
+        out = list(run)
+        self.rebase_all()
+        self.last = (out[0][0].seq - 1) & MASK
+        self.started = True
+        self.stats.rebases += 1
+        return out
+
+    def may_apply(self, key, seq: int, v: Verdict, msg: bytes, kind: str) -> bool:
+        """Per-key ordering and stale-content check for a decoded data message."""
+        if not self.strict:
+            return True
+        rec = self._keys.get(key)
+        if rec is not None:
+            gen, last_seq, last_body = rec
+            if gen == self.gen and ((seq - last_seq) & MASK) >= HALF:
+                self.stats.count_rejected("stale_content")
+                return False
+            if v.suspect and last_body != v.body:
+                self.stats.count_rejected("stale_content")
+                return False
+        elif v.suspect:
+            self.stats.count_rejected("stale_content")
+            return False
+        self._keys[key] = (self.gen, seq, v.body)
+        if kind == "del":
+            # Remember deletions (bounded) so that old copies cannot resurrect them.
+            self._tombs[key] = None
+            self._tombs.move_to_end(key)
+            if len(self._tombs) > self._tombs.cap:
+                gone, _ = self._tombs.popitem(last=False)
+                self._keys.pop(gone, None)
+        else:
+            self._tombs.pop(key, None)
+        return True
+
+    # -- holes ------------------------------------------------------------------------------
+
+    def _in_hole(self, seq: int) -> bool:
+        for lo, hi in self._holes:
+            if ((hi - lo) & MASK) >= ((seq - lo) & MASK):
+                return True
+        return False
+
+    def _fill_hole(self, seq: int) -> None:
+        for i, (lo, hi) in enumerate(self._holes):
+            if ((hi - lo) & MASK) >= ((seq - lo) & MASK):
+                parts = []
+                if seq != lo:
+                    parts.append([lo, (seq - 1) & MASK])
+                if seq != hi:
+                    parts.append([(seq + 1) & MASK, hi])
+                self._holes[i:i + 1] = parts
+                return
+
+    def _prune_holes(self) -> None:
+        if not self._holes:
+            return
+        floor = (self.last - self.max_jump) & MASK
+        keep = []
+        for lo, hi in self._holes:
+            if ((hi - floor) & MASK) < HALF:      # hi is at/after the floor
+                if ((lo - floor) & MASK) >= HALF:
+                    lo = floor
+                keep.append([lo, hi])
+        self._holes = keep[-256:]

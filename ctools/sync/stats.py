@@ -1,0 +1,48 @@
+"""Counters of one protocol core: the C daemon's ``conntrackd -s`` fields plus our rejections."""
+
+from __future__ import annotations
+
+# C-compatible receive counters (conntrackd -s network), in its print order.
+C_RECV_COUNTERS = ("malformed", "bad_version", "bad_header", "bad_payload", "bad_type",
+                   "truncated", "bad_size")
+# Ours: rejections the C daemon does not make (each also counted in ``rejected``).
+OUR_REJECT_COUNTERS = ("wrong_peer", "auth_failed", "replayed", "stale_content",
+                       "seq_implausible", "stale_epoch")
+
+
+class SyncStats:
+    """Plain counters; every field is an int and starts at 0.
+
+    ``malformed`` is the C total of the six malformed-message kinds. ``rejected`` is the total
+    of our extra rejections (``OUR_REJECT_COUNTERS``). ``seq_lost``/``seq_before`` are the C
+    "Packets lost"/"Packets before" (lost keeps the C over-count of 2 per gap, spec §3.3).
+    """
+
+    __slots__ = (C_RECV_COUNTERS + OUR_REJECT_COUNTERS + (
+        "rejected", "send_malformed", "seq_lost", "seq_before",
+        "bytes_sent", "bytes_recv", "pkts_sent", "pkts_recv",
+        "msgs_sent", "msgs_recv", "retransmitted", "rs_dropped",
+        "hello_sent", "hello_back_received", "peer_restarts", "rebases",
+        "holes_filled", "applied", "resync_requests",
+    ))
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def count_malformed(self, kind: str) -> None:
+        """Count one C-style malformed message of ``kind`` (one of C_RECV_COUNTERS[1:])."""
+        setattr(self, kind, getattr(self, kind) + 1)
+        self.malformed += 1
+
+    def count_rejected(self, kind: str) -> None:
+        """Count one of our extra rejections (one of OUR_REJECT_COUNTERS)."""
+        setattr(self, kind, getattr(self, kind) + 1)
+        self.rejected += 1
+
+    def as_dict(self) -> dict[str, int]:
+        """All counters by name."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        return "SyncStats(" + ", ".join(f"{k}={v}" for k, v in self.as_dict().items() if v) + ")"
