@@ -229,13 +229,16 @@ def _load_config(path: str, log: DaemonLog):
         log.error(f"can't open config file `{path}'")
         raise _Exit(1)
     try:
-        return ctconfig.load(path)
+        cfg = ctconfig.load(path)
     except ctconfig.ConfigError as exc:
         log.error(str(exc))
         raise _Exit(1) from None
     except OSError:
         log.error(f"can't open config file `{path}'")
         raise _Exit(1) from None
+    for warning in cfg.warnings:
+        log.warning(warning.message)
+    return cfg
 
 
 def _unix_path(cfg) -> str:

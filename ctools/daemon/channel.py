@@ -26,7 +26,7 @@ SO_RCVBUFFORCE = 33
 RECV_MAX = 65536
 _MSG_LEN = struct.Struct(">H")
 
-Receiver = Callable[["Channel", bytes], None]
+Receiver = Callable[["Channel", bytes, "tuple | None"], None]
 
 
 def _set_buffers(sock: socket.socket, snd: int, rcv: int) -> None:
@@ -70,7 +70,12 @@ class Channel:
     def status(self) -> str:
         return link.link_status(self.device)
 
-    def open(self, loop: asyncio.AbstractEventLoop, on_receive: Receiver) -> None:
+    def open(self) -> None:
+        """Create and bind the sockets (synchronously, so errors show at start-up)."""
+        raise NotImplementedError
+
+    def attach(self, loop: asyncio.AbstractEventLoop, on_receive: Receiver) -> None:
+        """Start reading on ``loop``."""
         raise NotImplementedError
 
     def send(self, data: bytes) -> None:
@@ -79,12 +84,12 @@ class Channel:
     def close(self) -> None:
         raise NotImplementedError
 
-    def _received(self, data: bytes) -> None:
+    def _received(self, data: bytes, src: tuple | None) -> None:
         self.counters.bytes_recv += len(data)
         self.counters.pkts_recv += 1
         self.last_heard = time.monotonic()
         if self.on_receive is not None:
-            self.on_receive(self, data)
+            self.on_receive(self, data, src)
 
 
 class _DatagramChannel(Channel):
@@ -100,13 +105,17 @@ class _DatagramChannel(Channel):
         rx = self.rx
         for _ in range(64):     # bounded so one busy link cannot starve the loop
             try:
-                data = rx.recv(RECV_MAX)
+                data, src = rx.recvfrom(RECV_MAX)
             except BlockingIOError:
                 return
             except OSError:
                 self.counters.error_recv += 1
                 return
-            self._received(data)
+            self._received(data, src)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, on_receive: Receiver) -> None:
+        self.loop, self.on_receive = loop, on_receive
+        loop.add_reader(self.rx.fileno(), self._read)
 
     def send(self, data: bytes) -> None:
         try:
@@ -129,7 +138,7 @@ class _DatagramChannel(Channel):
         self.rx = self.tx = None
 
     def _tx_socket(self) -> socket.socket:
-        tx = socket.socket(self.family, socket.SOCK_DGRAM)
+        tx = socket.socket(self.family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         tx.setblocking(False)
         if self.family == socket.AF_INET:
             tx.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 0 if self.conf.checksum else 1)
@@ -142,9 +151,8 @@ class UdpChannel(_DatagramChannel):
 
     transport = "UDP"
 
-    def open(self, loop: asyncio.AbstractEventLoop, on_receive: Receiver) -> None:
+    def open(self) -> None:
         conf = self.conf
-        self.loop, self.on_receive = loop, on_receive
         scope = link.if_index(self.device) if self.family == socket.AF_INET6 else 0
         rx = socket.socket(self.family, socket.SOCK_DGRAM)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -159,7 +167,6 @@ class UdpChannel(_DatagramChannel):
         rx.setblocking(False)
         self.rx = rx
         self.tx = self._tx_socket()
-        loop.add_reader(rx.fileno(), self._read)
 
 
 class McastChannel(_DatagramChannel):
@@ -167,9 +174,8 @@ class McastChannel(_DatagramChannel):
 
     transport = "multicast"
 
-    def open(self, loop: asyncio.AbstractEventLoop, on_receive: Receiver) -> None:
+    def open(self) -> None:
         conf: cfgm.McastChannel = self.conf  # type: ignore[assignment]
-        self.loop, self.on_receive = loop, on_receive
         rx = socket.socket(self.family, socket.SOCK_DGRAM)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         _set_buffers(rx, 0, conf.rcvbuf)
@@ -192,7 +198,6 @@ class McastChannel(_DatagramChannel):
             self.dest = (conf.address, conf.group)
         rx.setblocking(False)
         self.rx, self.tx = rx, tx
-        loop.add_reader(rx.fileno(), self._read)
 
 
 class StreamFramer:
@@ -242,15 +247,15 @@ class TcpChannel(Channel):
         self.outbuf = bytearray()
         self.framer = StreamFramer()
         self.dest: tuple | None = None
+        self.server_peer: tuple | None = None
 
     def _addr(self, host: str | None, port: int) -> tuple:
         if self.family == socket.AF_INET6:
             return (host or "::", port, 0, link.if_index(self.device))
         return (host or "0.0.0.0", port)
 
-    def open(self, loop: asyncio.AbstractEventLoop, on_receive: Receiver) -> None:
+    def open(self) -> None:
         conf: cfgm.TcpChannel = self.conf  # type: ignore[assignment]
-        self.loop, self.on_receive = loop, on_receive
         ls = socket.socket(self.family, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -260,16 +265,20 @@ class TcpChannel(Channel):
         ls.setblocking(False)
         self.listener = ls
         self.dest = self._addr(conf.destination, conf.port)
-        loop.add_reader(ls.fileno(), self._accept)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, on_receive: Receiver) -> None:
+        self.loop, self.on_receive = loop, on_receive
+        loop.add_reader(self.listener.fileno(), self._accept)
         self._connect()
 
     # --- receiving side
     def _accept(self) -> None:
         try:
-            conn, _ = self.listener.accept()
+            conn, peer = self.listener.accept()
         except OSError:
             return
         conn.setblocking(False)
+        self.server_peer = peer
         if self.server is not None:       # a new connection replaces the old one
             self._drop_server()
         self.server = conn
@@ -302,7 +311,7 @@ class TcpChannel(Channel):
         self.last_heard = time.monotonic()
         chunk = self.framer.feed(data)
         if chunk and self.on_receive is not None:
-            self.on_receive(self, chunk)
+            self.on_receive(self, chunk, self.server_peer)
 
     # --- sending side
     def _connect(self) -> None:
@@ -428,10 +437,15 @@ class MultiChannel:
         self.channels = channels
         self.active = channels[active] if channels else None
         self.log = log
+        self.none_logged = False
 
-    def open(self, loop: asyncio.AbstractEventLoop, on_receive: Receiver) -> None:
+    def open(self) -> None:
         for ch in self.channels:
-            ch.open(loop, on_receive)
+            ch.open()
+
+    def attach(self, loop: asyncio.AbstractEventLoop, on_receive: Receiver) -> None:
+        for ch in self.channels:
+            ch.attach(loop, on_receive)
 
     def send(self, data: bytes) -> None:
         if self.active is not None:
@@ -453,10 +467,12 @@ class MultiChannel:
         for ch in self.channels:
             if ch is not self.active and link.link_candidate(ch.device):
                 self.active = ch
+                self.none_logged = False
                 if self.log is not None:
                     self.log.notice(f"device `{ch.device}' becomes dedicated link")
                 return
-        if self.log is not None:
+        if self.log is not None and not self.none_logged:
+            self.none_logged = True
             self.log.error("no dedicated links available!")
 
     def close(self) -> None:

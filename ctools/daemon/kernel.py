@@ -73,8 +73,8 @@ class EventSocket:
 
     @property
     def buffer_size(self) -> int:
-        # the kernel reports double the value set; the reference prints the value it set
-        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+        # what getsockopt reports (the kernel doubles the request), as the reference prints
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
     def set_buffer_size(self, size: int) -> int:
         try:

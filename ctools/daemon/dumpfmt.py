@@ -1,0 +1,39 @@
+"""Cache dump lines (-i/-e and their XML form) and the flow-log line of statistics mode."""
+
+from __future__ import annotations
+
+from ctools.format.text import format_entry, format_expect
+from ctools.format.xml import format_entry_xml, format_expect_xml
+from ctools.model import Entry, Expect
+
+
+def _without_timeout(fn, obj, *args, **kw) -> str:
+    saved = obj.timeout
+    obj.timeout = None      # dumps never show the timeout
+    try:
+        return fn(obj, *args, **kw)
+    finally:
+        obj.timeout = saved
+
+
+def entry_text(e: Entry) -> str:
+    """Default one-line format without timeout/id and without the newline."""
+    return _without_timeout(format_entry, e).rstrip("\n")
+
+
+def cache_line(obj: Entry | Expect, active_secs: int, expires_in: int | None = None) -> str:
+    """One ``-i``/``-e`` line: entry text, feature suffixes, ``[active since Ns]``."""
+    if isinstance(obj, Expect):
+        text = _without_timeout(format_expect, obj).rstrip("\n")
+    else:
+        text = entry_text(obj)
+    if expires_in is not None:
+        text += f" [expires in {expires_in}s]"
+    return f"{text} [active since {active_secs}s]\n"
+
+
+def cache_xml(obj: Entry | Expect) -> str:
+    """One ``-x`` line: the XML ``<flow>`` element without timeout."""
+    if isinstance(obj, Expect):
+        return _without_timeout(format_expect_xml, obj)
+    return _without_timeout(format_entry_xml, obj)

@@ -1,0 +1,117 @@
+"""Start-up sequence of the daemon (reference order: logs, lock, sockets, fork, loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from ctools.config import model as cfgm
+from ctools.daemon.base import Daemon
+from ctools.daemon.lockfile import LockExists, LockFile
+from ctools.daemon.log import DaemonLog
+from ctools.daemon.sdnotify import notify
+from ctools.daemon.server import ControlServer, bind_control_socket
+
+
+def make_daemon(cfg: cfgm.Config, log: DaemonLog) -> Daemon:
+    """The running mode the configuration selects."""
+    if cfg.sync is not None:
+        from ctools.daemon.syncmode import SyncDaemon
+
+        if not cfg.sync.mode_explicit:
+            log.warning("No synchronization mode specified. Defaulting to FT-FW mode.")
+        return SyncDaemon(cfg, log)
+    if cfg.stats is not None:
+        from ctools.daemon.statsmode import StatsDaemon
+
+        return StatsDaemon(cfg, log)
+    return Daemon(cfg, log)
+
+
+def _detach(log: DaemonLog) -> bool:
+    """Fork; the parent returns True (it exits 0), the child becomes the daemon."""
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        log.error(f"fork has failed: {exc.strerror}")
+        raise
+    if pid:
+        return True
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    return False
+
+
+def run_daemon(cfg: cfgm.Config, detach: bool, log: DaemonLog) -> int:
+    """Run the daemon until it is told to stop; returns the exit status."""
+    g = cfg.general
+    s = cfg.sync
+    if s is not None and s.commit_timeout and s.disable_external_cache:
+        log.warning("`CommitTimeout' can't be combined with `DisableExternalCache', "
+                    "ignoring this option. Fix your configuration file.")
+        s.commit_timeout = 0
+    try:
+        if g.log_file:
+            log.open_file(g.log_file)
+    except OSError as exc:
+        sys.stderr.write(f"ERROR: can't open logfile `{g.log_file}'.Reason: {exc.strerror}\n")
+        return 1
+    if g.syslog_facility:
+        log.open_syslog(g.syslog_facility)
+    if detach:
+        log.console = False
+    lock = LockFile(g.lock_file)
+    try:
+        lock.acquire()
+    except LockExists:
+        log.error(f"lockfile `{g.lock_file}' exists, perhaps conntrackd already running?")
+        return 1
+    except OSError as exc:
+        log.error(f"can't create lockfile `{g.lock_file}': {exc.strerror}")
+        return 1
+    daemon = make_daemon(cfg, log)
+    try:
+        try:
+            sock = bind_control_socket(g.unix.path)
+        except OSError:
+            log.error("can't open unix socket!")
+            raise
+        daemon.control = ControlServer(sock, g.unix.path, daemon.handle, daemon.bad_request)
+        daemon.init()
+    except Exception as exc:  # noqa: BLE001 - every start-up failure ends the same way
+        if not isinstance(exc, OSError) or "unix socket" not in str(exc):
+            log.error(str(exc) if str(exc) else type(exc).__name__)
+        log.error("conntrackd cannot start, please review your configuration")
+        daemon.shutdown()
+        lock.release()
+        return 1
+    log.notice("initialization completed")
+    try:
+        os.chdir("/")
+    except OSError as exc:
+        log.warning(f"Cannot change current directory to /: {exc.strerror}")
+    if detach:
+        if _detach(log):
+            os._exit(0)
+        log.notice("-- starting in daemon mode --")
+    else:
+        log.notice("-- starting in console mode --")
+    if g.systemd:
+        notify(f"READY=1\nMAINPID={os.getpid()}")
+    try:
+        asyncio.run(daemon.run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if g.systemd:
+            notify("STOPPING=1")
+        if daemon.control is not None:
+            daemon.control.close()
+        daemon.shutdown()
+        lock.release()
+        log.notice("---- shutdown received ----")
+    return 0

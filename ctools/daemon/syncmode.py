@@ -1,0 +1,769 @@
+"""Synchronisation mode: kernel events -> internal cache -> sync core -> links -> peer,
+and peer -> sync core -> external cache (or straight into the kernel) -> commit.
+
+Time given to the sync core is the loop's monotonic clock; the core never reads a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import time
+
+from ctools import sync as ctsync
+from ctools.config import model as cfgm
+from ctools.daemon import views
+from ctools.daemon.base import Daemon
+from ctools.daemon.cache import ExternalCache, InternalCache, merge_into, strip_volatile
+from ctools.daemon.channel import MultiChannel, TcpChannel, make_channel
+from ctools.daemon.control import Req
+from ctools.daemon.dumpfmt import cache_line, cache_xml, entry_text
+from ctools.daemon.kernel import (
+    DESTROY,
+    NEW,
+    UPDATE,
+    EventSocket,
+    OverrunError,
+    RequestSocket,
+    inverse_tuple,
+)
+from ctools.daemon.log import DaemonLog
+from ctools.daemon.stats import BypassCounters, InjectCounters
+from ctools.model import IPPROTO_TCP, IPS_CONFIRMED, IPS_EXPECTED, Entry, Expect
+
+TCP_FLAG_BE_LIBERAL = 0x08
+COMMIT_SLICE = 8192           # entries per loop turn: the daemon keeps serving meanwhile
+_EVENT_KIND = {NEW: "new", UPDATE: "upd", DESTROY: "del"}
+_TRANSPORT = {"UDP": "udp", "TCP": "tcp", "Multicast": "mcast"}
+
+
+class SyncDaemon(Daemon):
+    """The replication daemon (FT-FW, ALARM or NOTRACK)."""
+
+    mode_name = "sync"
+
+    def __init__(self, cfg: cfgm.Config, log: DaemonLog) -> None:
+        super().__init__(cfg, log)
+        s: cfgm.Sync = cfg.sync
+        self.sconf = s
+        limit = cfg.general.hash_limit
+        self.internal = None if s.disable_internal_cache else InternalCache(limit)
+        lifetime = s.cache_timeout if s.mode == "alarm" else None
+        self.external = None if s.disable_external_cache else ExternalCache(limit, lifetime)
+        self.exp_internal: dict = {}
+        self.exp_external: dict = {}
+        self.bypass = BypassCounters()
+        self.inject = InjectCounters()
+        self.channels: MultiChannel | None = None
+        self.core = None
+        self.events: EventSocket | None = None
+        self.inject_sock: RequestSocket | None = None
+        self.commit_running = False
+        self.commit_count = 0
+        self.commit_seconds = 0.0
+        self.purge_handle: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.resync_handle: asyncio.TimerHandle | None = None
+        self.peer_heard: float | None = None     # time.monotonic() of the last valid message
+        self.warned_growth = False
+
+    # ------------------------------------------------------------------ set-up
+    def init(self) -> None:
+        g = self.cfg.general
+        s = self.sconf
+        if not s.channels:
+            raise OSError(errno.ENOENT, "can't open channel socket: No such file or directory")
+        if self.internal is None:
+            self.log.notice("disabling internal cache")
+        if self.external is None:
+            self.log.notice("disabling external cache")
+        self.request_sock = RequestSocket()
+        if self.external is None:
+            self.inject_sock = RequestSocket()
+        chans = []
+        for i, conf in enumerate(s.channels):
+            chans.append(make_channel(conf, i, s.error_queue_length))
+        self.channels = MultiChannel(chans, s.default_channel_index or 0, self.log)
+        # sockets are opened now so bind errors reach the terminal; the loop comes later
+        self.channels.open()
+        if g.poll_secs is None:
+            self.events = EventSocket(reliable=g.netlink_events_reliable)
+            self._size_event_buffer()
+            if g.filter is not None:
+                self.log.notice("using kernel-space event filtering"
+                                if g.filter.from_kernelspace else
+                                "using user-space event filtering")
+            if g.netlink_events_reliable:
+                self.log.notice("reliable ctnetlink event delivery is ENABLED.")
+        else:
+            self.log.notice("running in polling mode")
+        # initial kernel dump into the internal cache (sends nothing)
+        if self.internal is not None:
+            now = time.monotonic()
+            for e in self.request_sock.dump():
+                if self.filter.accepts(e):
+                    self.internal.add(strip_volatile(e), now)
+        self.core = ctsync.make_sync(self._params(), time.monotonic())
+
+    def _size_event_buffer(self) -> None:
+        g = self.cfg.general
+        want = g.netlink_buffer_size
+        if want and (not g.netlink_buffer_size_max_grow or want <= g.netlink_buffer_size_max_grow):
+            size = self.events.set_buffer_size(want)
+        else:
+            self.log.notice("NetlinkBufferSize is either not set or is greater than "
+                            "NetlinkBufferSizeMaxGrowth. Using current system buffer size")
+            size = self.events.buffer_size
+        self.runtime.buffer_size = size
+        self.log.notice(f"netlink event socket buffer size has been set to {size} bytes")
+
+    def _params(self) -> ctsync.SyncParams:
+        s = self.sconf
+        active = self.channels.active
+        key = self._auth_key()
+        return ctsync.SyncParams(
+            s.mode,
+            transport=_TRANSPORT.get(s.transport, "udp"),
+            mtu=active.mtu_payload() + active.header_overhead,
+            resend_queue_size=s.resend_queue_size,
+            ack_window=s.ack_window_size,
+            refresh_time=s.refresh_time,
+            cache_timeout=s.cache_timeout,
+            tcp_window_tracking=s.tcp_window_tracking,
+            commit_timeout=s.commit_timeout or None,
+            startup_resync=s.startup_resync,
+            initial_seq=int(time.time()) & 0xFFFFFFFF,
+            auth_key=key,
+            epoch=self._next_epoch() if key is not None else 0,
+        )
+
+    def _auth_key(self) -> bytes | None:
+        path = self.sconf.authentication_key_file
+        if not path:
+            return None
+        with open(path, "rb") as fh:
+            key = fh.read().strip()
+        if not key:
+            raise OSError(errno.EINVAL, f"authentication key file `{path}' is empty")
+        return key
+
+    def _next_epoch(self) -> int:
+        """Epoch persisted next to the key file; it grows on every start."""
+        path = self.sconf.authentication_key_file + ".epoch"
+        try:
+            with open(path) as fh:
+                epoch = int(fh.read().strip() or 0) + 1
+        except (OSError, ValueError):
+            epoch = max(1, int(time.time()))
+        tmp = path + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write(f"{epoch}\n")
+        os.replace(tmp, path)
+        return epoch
+
+    async def start(self) -> None:
+        loop = self.loop
+        self.channels.attach(loop, self._on_receive)
+        if self.events is not None:
+            loop.add_reader(self.events.fileno(), self._on_events)
+        else:
+            loop.call_later(self.cfg.general.poll_secs, self._poll)
+        loop.call_later(1.0, self._link_watch)
+        if self.external is not None and self.external.lifetime is not None:
+            loop.call_later(1.0, self._expire)
+        if self.sconf.startup_resync and self.sconf.mode != "alarm":
+            self.log.notice("resync requested")
+            self.core.request_resync(loop.time())
+        if self.sconf.mode == "alarm" and self.internal is not None:
+            now = loop.time()
+            for obj in self.internal:
+                self.core.local_update("dump", obj.entry, now)
+        self._flush()
+
+    def shutdown(self) -> None:
+        if self.channels is not None:
+            self.channels.close()
+        for sock in (self.events, self.request_sock, self.inject_sock):
+            if sock is not None:
+                sock.close()
+
+    # ------------------------------------------------------------------ the core's clock
+    def _flush(self) -> None:
+        """Send what the core produced and re-arm its timer."""
+        core = self.core
+        send = self.channels.send
+        for dgram in core.outgoing():
+            send(dgram)
+        deadline = core.next_deadline()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if deadline is not None:
+            self.timer = self.loop.call_at(max(deadline, self.loop.time()), self._tick)
+
+    def _tick(self) -> None:
+        self.timer = None
+        self.core.tick(self.loop.time())
+        self._flush()
+
+    # ------------------------------------------------------------------ local events
+    def _on_events(self) -> None:
+        try:
+            batch = self.events.read(self.cfg.general.event_iterations_limit)
+        except OverrunError:
+            self._overrun()
+            return
+        except OSError:
+            self.runtime.catch_failed += 1
+            return
+        if not batch:
+            return
+        now = self.loop.time()
+        own = self.request_sock.portid
+        injected = self.inject_sock.portid if self.inject_sock is not None else -1
+        accepts = self.filter.accepts
+        rt = self.runtime
+        for kind, e, pid in batch:
+            rt.events_received += 1
+            if pid == injected:
+                continue            # our direct injections are not ours to replicate
+            if not accepts(e):
+                rt.events_filtered += 1
+                continue
+            if pid == own:
+                self._own_event(kind, e, now)
+            else:
+                self._local_event(kind, e, now)
+        rt.events_unknown = self.events.unknown
+        self._flush()
+
+    def _own_event(self, kind: str, e: Entry, now: float) -> None:
+        """A change we caused (commit, flush): keep the internal cache right, send nothing."""
+        if self.internal is None:
+            return
+        strip_volatile(e)
+        if kind == NEW:
+            self.internal.add(e, now)
+        elif kind == UPDATE:
+            self.internal.update(e, now)
+        else:
+            if self.internal.get(e.key()) is not None:
+                self.internal.delete(e)
+
+    def _local_event(self, kind: str, e: Entry, now: float) -> None:
+        strip_volatile(e)
+        internal = self.internal
+        if internal is None:
+            if kind == NEW:
+                self.bypass.new += 1
+            elif kind == UPDATE:
+                self.bypass.updated += 1
+            else:
+                self.bypass.destroyed += 1
+            self.core.local_update(_EVENT_KIND[kind], e, now)
+            return
+        if kind == NEW:
+            obj = internal.add(e, now)
+            if obj is not None:
+                self.core.local_update("new", obj.entry, now)
+        elif kind == UPDATE:
+            obj = internal.update(e, now)
+            if obj is not None:
+                self.core.local_update("upd", obj.entry, now)
+        else:
+            obj = internal.get(e.key())
+            if obj is None:
+                return          # never seen (or already gone): nothing to tell the peer
+            internal.delete(e)
+            merge_into(obj.entry, e)
+            self.core.local_update("del", obj.entry, now)
+
+    def _overrun(self) -> None:
+        g = self.cfg.general
+        rt = self.runtime
+        rt.overrun += 1
+        rt.catch_failed += 1
+        size = self.events.buffer_size
+        limit = g.netlink_buffer_size_max_grow
+        if limit and size * 2 <= limit:
+            size = self.events.set_buffer_size(size * 2)
+            rt.buffer_size = size
+            self.log.notice(f"netlink event socket buffer size has been doubled to {size} bytes")
+        elif not self.warned_growth:
+            self.warned_growth = True
+            self.log.warning(
+                "netlink event socket buffer size cannot be doubled further since it will "
+                "exceed NetlinkBufferSizeMaxGrowth. We are likely to be losing events, this "
+                "may lead to unsynchronized replicas. Please, consider increasing netlink "
+                "socket buffer size via NetlinkBufferSize and NetlinkBufferSizeMaxGrowth "
+                "clauses in conntrackd.conf")
+        delay = g.netlink_overrun_resync
+        if delay is not None and self.resync_handle is None:
+            self.resync_handle = self.loop.call_later(delay, self._overrun_resync)
+
+    def _overrun_resync(self) -> None:
+        self.resync_handle = None
+        self.kernel_resync(send=True)
+        self._flush()
+
+    def _poll(self) -> None:
+        self.kernel_resync(send=True)
+        self._flush()
+        self.loop.call_later(self.cfg.general.poll_secs, self._poll)
+
+    def kernel_resync(self, send: bool) -> None:
+        """Merge the kernel table into the internal cache; purge what vanished.
+
+        With ``send`` every entry is also enqueued (overrun recovery, polling);
+        ``-R`` does not send.
+        """
+        self.runtime.resync_kernel += 1
+        if self.internal is None:
+            return
+        now = self.loop.time()
+        try:
+            table = [e for e in self.request_sock.dump() if self.filter.accepts(e)]
+        except OSError as exc:
+            self.log.error(f"can't get kernel conntrack table: {exc}")
+            return
+        seen = set()
+        internal = self.internal
+        for e in table:
+            strip_volatile(e)
+            key = e.key()
+            seen.add(key)
+            known = internal.get(key) is not None
+            obj = internal.update(e, now)
+            if send and obj is not None:
+                self.core.local_update("upd" if known else "new", obj.entry, now)
+        for obj in internal:
+            key = obj.entry.key()
+            if key not in seen:
+                internal.delete(key)
+                if send:
+                    self.core.local_update("del", obj.entry, now)
+
+    # ------------------------------------------------------------------ peer messages
+    def _peer_ok(self, ch, src) -> bool:
+        conf = ch.conf
+        dest = getattr(conf, "destination", None)
+        if dest is None or src is None:
+            return True
+        return src[0].split("%")[0] == dest
+
+    def _on_receive(self, ch, data: bytes, src=None) -> None:
+        now = self.loop.time()
+        core = self.core
+        events = core.receive(data, now, peer_ok=self._peer_ok(ch, src))
+        for ev in events:
+            if isinstance(ev, ctsync.Apply):
+                self._apply(ev.kind, ev.obj, now)
+            elif isinstance(ev, ctsync.PeerActive):
+                self.channels.follow(ch)
+                self.peer_heard = time.monotonic()
+            elif isinstance(ev, ctsync.ResyncRequested):
+                self.log.notice("resync requested by other node")
+                self._bulk(now)
+        self._flush()
+
+    def _bulk(self, now: float) -> None:
+        self.log.notice("sending bulk update")
+        if self.internal is not None:
+            objs = [o.entry for o in self.internal]
+        else:
+            try:
+                objs = [strip_volatile(e) for e in self.request_sock.dump()
+                        if self.filter.accepts(e)]
+            except OSError:
+                objs = []
+        objs += list(self.exp_internal.values())
+        self.core.bulk_send(objs, now)
+
+    def _apply(self, kind: str, obj, now: float) -> None:
+        if isinstance(obj, Expect):
+            key = _exp_key(obj)
+            if kind == "del":
+                self.exp_external.pop(key, None)
+            else:
+                self.exp_external[key] = (obj, now)
+            return
+        ext = self.external
+        if ext is None:
+            self._inject(kind, obj)
+            return
+        if kind == "new":
+            ext.add(obj, now)
+        elif kind == "upd":
+            ext.update(obj, now)
+        else:
+            if ext.get(obj.key()) is None:
+                ext.counters.del_not_found += 1
+            else:
+                ext.delete(obj)
+
+    def _inject(self, kind: str, e: Entry) -> None:
+        """DisableExternalCache: write the peer's change straight into our kernel."""
+        sock = self.inject_sock
+        c = self.inject
+        if kind == "del":
+            err = sock.delete([e])
+            if err and err.get(0) != errno.ENOENT:
+                c.destroy_failed += 1
+            else:
+                c.destroyed += 1
+            return
+        prepared = e
+        _prepare_in_place(e, None, self.sconf.commit_timeout, not self.sconf.tcp_window_tracking)
+        if kind == "upd":
+            err = sock.update([prepared])
+            if not err:
+                c.updated += 1
+                return
+            err = sock.create([prepared])
+            if err.get(0) == errno.EEXIST:
+                sock.delete([prepared])
+                err = sock.create([prepared])
+            if err:
+                c.update_failed += 1
+            else:
+                c.updated += 1
+            return
+        err = sock.create([prepared])
+        if err.get(0) == errno.EEXIST:
+            sock.delete([prepared])
+            err = sock.create([prepared])
+        if err:
+            c.create_failed += 1
+        else:
+            c.created += 1
+
+    # ------------------------------------------------------------------ timers
+    def _link_watch(self) -> None:
+        self.channels.check_links()
+        self.loop.call_later(1.0, self._link_watch)
+
+    def _expire(self) -> None:
+        self.external.expire(self.loop.time())
+        self.loop.call_later(1.0, self._expire)
+
+    # ------------------------------------------------------------------ requests
+    def handle_mode(self, code: int):
+        now = self.loop.time()
+        if code in (Req.STATS, Req.EXP_STATS):
+            if code == Req.EXP_STATS and not self.sconf.expectation_sync:
+                return None
+            return self.view_stats()
+        if code == Req.STATS_NETWORK:
+            return self.view_network()
+        if code == Req.STATS_CACHE:
+            return self.view_cache()
+        if code == Req.STATS_LINK:
+            return self.view_links()
+        if code == Req.STATS_RSQUEUE:
+            return self.view_rsqueue()
+        if code == Req.STATS_QUEUE:
+            return self.view_queue()
+        if code in (Req.CT_DUMP_INTERNAL, Req.CT_DUMP_INT_XML):
+            return self.dump_internal(xml=code == Req.CT_DUMP_INT_XML)
+        if code in (Req.CT_DUMP_EXTERNAL, Req.CT_DUMP_EXT_XML):
+            return self.dump_external(xml=code == Req.CT_DUMP_EXT_XML)
+        if code in (Req.EXP_DUMP_INTERNAL, Req.EXP_DUMP_INT_XML):
+            return self._dump_exp(self.exp_internal, now, code == Req.EXP_DUMP_INT_XML)
+        if code in (Req.EXP_DUMP_EXTERNAL, Req.EXP_DUMP_EXT_XML):
+            return self._dump_exp(self.exp_external, now, code == Req.EXP_DUMP_EXT_XML)
+        if code in (Req.ALL_COMMIT, Req.CT_COMMIT, Req.EXP_COMMIT):
+            return self.commit(code)
+        if code in (Req.ALL_FLUSH_CACHE, Req.CT_FLUSH_CACHE):
+            if self.commit_running:
+                self.log.error("ignoring flush command, commit still in progress")
+                return None
+            self.log.notice("flushing caches")
+            self._cancel_purge()
+            for cache in (self.internal, self.external):
+                if cache is not None:
+                    cache.flush()
+            self.exp_internal.clear()
+            self.exp_external.clear()
+            return None
+        if code == Req.CT_FLUSH_INT_CACHE:
+            self.log.notice("flushing internal cache")
+            self._cancel_purge()
+            if self.internal is not None:
+                self.internal.flush()
+            return None
+        if code == Req.CT_FLUSH_EXT_CACHE:
+            if self.commit_running:
+                self.log.error("ignoring flush command, commit still in progress")
+                return None
+            self.log.notice("flushing external cache")
+            self._cancel_purge()
+            if self.external is not None:
+                self.external.flush()
+            return None
+        if code in (Req.ALL_FLUSH_MASTER, Req.CT_FLUSH_MASTER):
+            self.log.notice("flushing kernel conntrack table")
+            self.runtime.flush_kernel += 1
+            self.flush_kernel()
+            return None
+        if code == Req.EXP_FLUSH_MASTER:
+            if self.sconf.expectation_sync:
+                self.log.notice("flushing kernel expect table")
+            return None
+        if code in (Req.ALL_RESYNC_MASTER, Req.CT_RESYNC_MASTER):
+            if self.internal is None:
+                self.log.notice("resync is unsupported in this mode")
+                return None
+            self.log.notice("resync with master conntrack table")
+            self.kernel_resync(send=False)
+            return None
+        if code == Req.EXP_RESYNC_MASTER:
+            if self.sconf.expectation_sync:
+                self.log.notice("resync with master expect table")
+            return None
+        if code == Req.REQUEST_DUMP:
+            if self.sconf.mode == "alarm":
+                return None
+            self.log.notice("resync requested")
+            self.core.request_resync(now)
+            self._flush()
+            return None
+        if code == Req.SEND_BULK:
+            if self.sconf.mode == "alarm":
+                return None
+            self._bulk(now)
+            self._flush()
+            return None
+        if code == Req.RESET_TIMERS:
+            if self.purge_handle is None:
+                secs = self.sconf.purge_timeout
+                self.log.notice(f"flushing conntrack table in {secs} secs")
+                self.purge_handle = self.loop.call_later(secs, self._scheduled_purge)
+            return None
+        self.runtime.local_unknown += 1
+        return None
+
+    def _cancel_purge(self) -> None:
+        if self.purge_handle is not None:
+            self.purge_handle.cancel()
+            self.purge_handle = None
+
+    def _scheduled_purge(self) -> None:
+        self.purge_handle = None
+        self.log.notice("flushing kernel conntrack table (scheduled)")
+        self.runtime.flush_kernel += 1
+        self.flush_kernel()
+        if self.internal is not None:
+            self.internal.flush()
+
+    # ------------------------------------------------------------------ commit
+    async def _commit(self, code: int) -> None:
+        if code == Req.EXP_COMMIT:
+            self.log.notice("committing expectation cache")
+            self.log.notice("Committed 0 new expectations")
+            return
+        self.log.notice("committing all external caches" if code == Req.ALL_COMMIT
+                        else "committing conntrack cache")
+        self._cancel_purge()
+        if self.external is None:
+            return
+        started = time.monotonic()
+        now = self.loop.time()
+        objs = list(self.external)
+        # masters first, then the flows they expected
+        objs.sort(key=lambda o: o.entry.master is not None)
+        ok = failed = 0
+        sock = self.request_sock
+        s = self.sconf
+        for i in range(0, len(objs), COMMIT_SLICE):
+            part = objs[i:i + COMMIT_SLICE]
+            chunk = [o.entry for o in part]
+            saved = [_prepare_in_place(o.entry, now - o.last, s.commit_timeout,
+                                       not s.tcp_window_tracking) for o in part]
+            try:
+                errs = sock.create(chunk)
+                if errs:
+                    retry = [chunk[j] for j, err in errs.items() if err == errno.EEXIST]
+                    hard = len(errs) - len(retry)
+                    if retry:
+                        sock.delete(retry)
+                        hard += len(sock.create(retry))
+                    failed += hard
+                    for j, err in errs.items():
+                        if err != errno.EEXIST:
+                            self.log.error(f"commit-create: {os.strerror(err)}")
+                            self.log.entry(entry_text(chunk[j]))
+            finally:
+                for e, old in zip(chunk, saved, strict=True):
+                    _restore(e, old)
+            ok += len(chunk)
+            await asyncio.sleep(0)
+        ok -= failed
+        took = time.monotonic() - started
+        self.commit_count += 1
+        self.commit_seconds = took
+        self.log.notice(f"Committed {ok} new entries")
+        if failed:
+            self.log.notice(f"{failed} entries can't be committed")
+        secs = int(took)
+        self.log.notice(f"commit has taken {secs}.{int((took - secs) * 1e6):06d} seconds")
+
+    def commit(self, code: int):
+        if self.commit_running:
+            self.log.notice("commit already in progress, skipping")
+            return None
+
+        async def run() -> None:
+            self.commit_running = True
+            try:
+                await self._commit(code)
+            finally:
+                self.commit_running = False
+        return run()
+
+    # ------------------------------------------------------------------ views
+    def _active_link(self) -> str:
+        ch = self.channels.active
+        if isinstance(ch, TcpChannel):
+            return views.active_link_block("TCP", ch.device, ch.counters,
+                                           ch.server_connected, ch.client_connected)
+        return views.active_link_block(ch.transport, ch.device, ch.counters)
+
+    def view_stats(self) -> str:
+        out = []
+        if self.internal is None:
+            out.append(views.bypass_block(self.bypass))
+        else:
+            out.append(views.cache_block("internal", len(self.internal), self.internal.counters))
+        if self.external is None:
+            out.append(views.inject_block(self.inject))
+        else:
+            out.append(views.cache_block("external", len(self.external), self.external.counters))
+        out.append(views.traffic_block(0, 0))
+        out.append(self._active_link())
+        st = self.core.stats
+        out.append(views.message_tracking(st.malformed, st.seq_lost))
+        return "".join(out)
+
+    def view_network(self) -> str:
+        st = self.core.stats
+        return views.network_block(st.malformed, st.bad_version, st.bad_header, st.bad_payload,
+                                   st.bad_type, st.truncated, st.bad_size, st.send_malformed,
+                                   st.seq_lost, st.seq_before) + self._active_link()
+
+    def view_cache(self) -> str:
+        out = []
+        for cache in (self.internal, self.external):
+            if cache is None:
+                continue
+            n = len(cache)
+            out.append(views.cache_extended(cache.name, n, n, n, cache.counters))
+        if self.internal is None:
+            out.insert(0, views.bypass_block(self.bypass))
+        if self.external is None:
+            out.append(views.inject_block(self.inject))
+        return "".join(out)
+
+    def view_links(self) -> str:
+        return "".join(views.link_block(ch.transport, ch.device, ch.status(),
+                                        ch is self.channels.active, ch.counters)
+                       for ch in self.channels.channels)
+
+    def rsqueue_items(self) -> list[tuple[int, str]]:
+        return list(self.core.resend_queue())
+
+    def view_rsqueue(self) -> str | None:
+        if self.sconf.mode != "ftfw":
+            return None
+        return views.rsqueue_block(self.rsqueue_items())
+
+    def _queue_depths(self) -> tuple[int, int]:
+        return self.core.tx_queue_len, len(self.rsqueue_items())
+
+    def view_queue(self) -> str:
+        tx, rs = self._queue_depths()
+        errq = 0
+        for ch in self.channels.channels:
+            if isinstance(ch, TcpChannel):
+                errq += len(ch.errorq)
+        queues = [("txqueue", tx, 2147483647, 0),
+                  ("errorq", errq, self.sconf.error_queue_length, 0)]
+        if self.sconf.mode == "ftfw":
+            queues.append(("rsqueue", rs, self.sconf.resend_queue_size, 0))
+        return views.queue_block(tx + errq + rs, queues)
+
+    def dump_internal(self, xml: bool) -> str:
+        if self.internal is None:
+            # no cache: show the live kernel table, timeout and use included
+            from ctools.format.text import format_entry
+            from ctools.format.xml import format_entry_xml
+
+            fmt = format_entry_xml if xml else format_entry
+            return "".join(fmt(e) for e in self.request_sock.dump() if self.filter.accepts(e))
+        return self._dump(self.internal, xml, expiry=False)
+
+    def dump_external(self, xml: bool) -> str:
+        if self.external is None:
+            return ""
+        return self._dump(self.external, xml, expiry=self.external.lifetime is not None)
+
+    def _dump(self, cache, xml: bool, expiry: bool) -> str:
+        now = self.loop.time()
+        if xml:
+            return "".join(cache_xml(o.entry) for o in cache)
+        out = []
+        for o in cache:
+            exp = int(cache.lifetime - (now - o.last)) if expiry else None
+            out.append(cache_line(o.entry, int(now - o.since), exp))
+        return "".join(out)
+
+    def _dump_exp(self, table: dict, now: float, xml: bool) -> str:
+        if not self.sconf.expectation_sync:
+            return ""
+        if xml:
+            return "".join(cache_xml(x) for x, _t in table.values())
+        return "".join(cache_line(x, int(now - t)) for x, t in table.values())
+
+    # ------------------------------------------------------------------ health
+    def health(self) -> tuple[bool, str]:
+        return True, ""
+
+
+def _exp_key(x: Expect) -> tuple:
+    t = x.tuple
+    return t.key() if t is not None else ()
+
+
+_SAVED = ("timeout", "status", "reply", "tcp_flags_orig", "tcp_flags_reply", "id", "use")
+
+
+def _prepare_in_place(e: Entry, age: float | None, commit_timeout: int,
+                      liberal: bool) -> tuple:
+    """Make a peer's entry ready to create in our kernel (spec sync-protocol §7.4).
+
+    Changes ``e`` in place (copying 100k entries would dominate the commit time) and
+    returns the old values for ``_restore``.
+    """
+    saved = (e.timeout, e.status, e.reply, e.tcp_flags_orig, e.tcp_flags_reply, e.id, e.use)
+    if commit_timeout:
+        e.timeout = commit_timeout
+    elif age is not None:
+        left = (e.timeout or 0) - int(age)
+        e.timeout = left if left > 0 else 60
+    elif e.timeout is None:
+        e.timeout = 60
+    # this kernel refuses to create an entry without CONFIRMED; EXPECTED is not ours to set
+    e.status = ((e.status or 0) | IPS_CONFIRMED) & ~IPS_EXPECTED
+    if e.reply is None:
+        e.reply = inverse_tuple(e.orig)
+    if liberal and e.orig.proto == IPPROTO_TCP:
+        e.tcp_flags_orig = (TCP_FLAG_BE_LIBERAL, TCP_FLAG_BE_LIBERAL)
+        e.tcp_flags_reply = (TCP_FLAG_BE_LIBERAL, TCP_FLAG_BE_LIBERAL)
+    e.id = None
+    e.use = None
+    return saved
+
+
+def _restore(e: Entry, saved: tuple) -> None:
+    (e.timeout, e.status, e.reply, e.tcp_flags_orig, e.tcp_flags_reply, e.id,
+     e.use) = saved
