@@ -17,6 +17,7 @@ _HDR = struct.Struct(">BBHI")
 @dataclass
 class SyncParams:
     mode: str = "ftfw"
+    rng: object = None
     mtu: int = 1500
     transport: str = "udp"
     initial_seq: int = 0
@@ -25,7 +26,8 @@ class SyncParams:
 
 
 class Apply:
-    def __init__(self, kind: str, obj: Entry) -> None:
+    def __init__(self, kind: str, obj: Entry, seq: int) -> None:
+        self.seq = seq
         self.kind = kind
         self.obj = obj
 
@@ -85,7 +87,7 @@ class StandInSync:
                 return []
             kind, key, status, state, timeout, mark = json.loads(datagram[8:ln])
             e = Entry(Tuple(*key), status=status, tcp_state=state, timeout=timeout, mark=mark)
-            return [Apply(kind, e)]
+            return [Apply(kind, e, seq)]
         except Exception:
             self.stats.malformed += 1
             return []
@@ -99,7 +101,7 @@ class StandInSync:
     def next_deadline(self) -> float | None:
         return self.deadline
 
-    def outgoing(self) -> list[bytes]:
+    def outgoing(self, now: float | None = None) -> list[bytes]:
         out, self.out = self.out, []
         return out
 

@@ -11,6 +11,10 @@ import inspect
 from typing import Any
 
 try:  # the real core
+    import ctools.sync.alarm  # noqa: F401
+    import ctools.sync.ftfw  # noqa: F401
+    import ctools.sync.notrack  # noqa: F401
+
     from ctools.sync import (  # type: ignore[attr-defined]
         Apply,
         PeerRestarted,
@@ -43,7 +47,8 @@ def param_names() -> set[str]:
 def build_params(**settings: Any) -> Any:
     """A ``SyncParams`` from ``settings``, dropping the ones this core does not have."""
     known = param_names()
-    return SyncParams(**{k: v for k, v in settings.items() if k in known})
+    mode = settings.pop("mode")
+    return SyncParams(mode, **{k: v for k, v in settings.items() if k in known})
 
 
 def build_core(now: float, **settings: Any) -> Any:

@@ -14,6 +14,7 @@ What a datagram can meet on its way (all decided by the direction's own random s
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -127,10 +128,14 @@ class Direction:
     def __init__(self, seed: int, src: int, dst: int, faults: LinkFaults) -> None:
         self.src = src
         self.dst = dst
-        self.faults = faults
         self.rng = stream(seed, f"link/{src}>{dst}")
-        self.ge = GilbertElliott(faults.loss, faults.burst_len) if faults.burst_loss else None
         self.last_arrival_us = 0
+        self.configure(faults)
+
+    def configure(self, faults: LinkFaults) -> None:
+        """Replace this direction's impairments (its own copy; the GE chain restarts Good)."""
+        self.faults = dataclasses.replace(faults)
+        self.ge = GilbertElliott(faults.loss, faults.burst_len) if faults.burst_loss else None
 
     def lost(self) -> bool:
         u = self.rng.random()
@@ -176,9 +181,12 @@ class Network:
                      for a in range(n) for b in range(n) if a != b}
         self._next_id = 0
         self.healed = False   # partitions stop once the run heals; link noise goes on
+        self.cut: set[tuple[int, int]] = set()   # directions cut right now (step API)
 
     def partitioned(self, src: int, dst: int, t_us: int) -> bool:
         """True when ``src -> dst`` is cut at absolute time ``t_us``."""
+        if (src, dst) in self.cut:
+            return True
         if self.healed:
             return False
         rel = t_us - self.start_us

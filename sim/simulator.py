@@ -37,7 +37,8 @@ from sim import core as sync
 from sim.caches import ExternalCache, InternalCache, copy_entry
 from sim.clock import EPOCH_US, US, EventQueue, seconds, us
 from sim.config import SimConfig
-from sim.link import Network
+from sim.link import LinkFaults, Network
+from sim.rng import stream
 from sim.trace import Trace
 from sim.workload import DESTROY, NEW, UPDATE, KernelEvent, Workload, view
 
@@ -47,11 +48,16 @@ HELLO = 0x20
 MAX_VIOLATIONS_KEPT = 20
 
 
+AUTH_MAGIC, AUTH_HEAD, AUTH_TAG = 0xC7, 16, 32   # ctools authenticated frame (auth.py)
+
+
 def frame_messages(datagram: bytes) -> tuple[int, bool]:
     """(number of sync messages, any carries HELLO) by walking the 8-byte headers (spec §1.8).
 
     Used for accounting and the duplicate check only; malformed tails just end the walk.
     """
+    if datagram[:1] == bytes([AUTH_MAGIC]) and len(datagram) >= AUTH_HEAD + AUTH_TAG:
+        datagram = datagram[AUTH_HEAD:-AUTH_TAG]
     off, n, hello = 0, 0, False
     while len(datagram) - off >= 8:
         _, flags, length, _ = _HDR.unpack_from(datagram, off)
@@ -107,7 +113,7 @@ class Result:
 class Session:
     """One protocol core of a replica and the peer it talks to."""
 
-    __slots__ = ("core", "peer", "gen", "armed_us", "stalls", "delivered")
+    __slots__ = ("core", "peer", "gen", "armed_us", "stalls", "accepted")
 
     def __init__(self, core: object, peer: int) -> None:
         self.core = core
@@ -115,7 +121,8 @@ class Session:
         self.gen = 0
         self.armed_us: int | None = None
         self.stalls = 0
-        self.delivered: set[int] = set()   # datagram ids already handed to this core
+        # (sender incarnation, seq) of every data message this core let through
+        self.accepted: set[tuple[int, int]] = set()
 
 
 class Replica:
@@ -163,6 +170,7 @@ class Simulator:
         self.tainted = False                    # a corrupted datagram reached a core unchecked
         self.dropped_ids: set[int] = set()
         self.msg_count: dict[int, int] = {}     # datagram id -> messages inside
+        self.sender_incarnation: dict[int, int] = {}
         self.dead_core_stats: dict[str, int] = {}
         self.dirty = True
         self.started = False
@@ -187,13 +195,12 @@ class Simulator:
         cfg = self.cfg
         settings = dict(mode=cfg.mode, mtu=cfg.mtu, transport="udp",
                         initial_seq=int(self.now_s) & 0xFFFFFFFF,
-                        ack_window=cfg.ack_window, ack_window_size=cfg.ack_window,
-                        resend_queue_size=cfg.resend_queue, refresh_time=cfg.refresh_time,
-                        cache_timeout=cfg.cache_timeout, startup_resync=cfg.startup_resync,
-                        seed=(cfg.seed * 1000003 + replica.idx * 101 + replica.incarnation)
-                        & 0xFFFFFFFFFFFF)
+                        ack_window=cfg.ack_window, resend_queue_size=cfg.resend_queue,
+                        refresh_time=cfg.refresh_time, cache_timeout=cfg.cache_timeout,
+                        startup_resync=cfg.startup_resync,
+                        rng=stream(cfg.seed, f"core/{replica.idx}/{replica.incarnation}"))
         if cfg.auth:
-            settings.update(auth_key=f"ctsim-{cfg.seed}".encode(),
+            settings.update(auth_key=f"ctsim-shared-key-{cfg.seed:020d}".encode(),
                             epoch=replica.incarnation + 1)
         return settings
 
@@ -206,10 +213,11 @@ class Simulator:
 
     # -- timers and transmission ----------------------------------------------------------------
     def _flush(self, replica: Replica, s: Session) -> None:
-        for dgram in s.core.outgoing():
+        for dgram in s.core.outgoing(self.now_s):
             n, _ = frame_messages(dgram)
             dgram_id = self.net.send(replica.idx, s.peer, dgram)
             self.msg_count[dgram_id] = n
+            self.sender_incarnation[dgram_id] = replica.incarnation
             self.trace.emit(self.queue.now, f"tx {replica.idx}>{s.peer} #{dgram_id} "
                             f"len={len(dgram)} m={n} crc={zlib.crc32(dgram):08x}")
         self._check_queues(replica, s)
@@ -244,7 +252,7 @@ class Simulator:
                 self.violation(f"replica {replica.idx}->{s.peer}: tick() does not move "
                                f"next_deadline() past now ({after})")
             if s.stalls >= 100:
-                for dgram in s.core.outgoing():
+                for dgram in s.core.outgoing(self.now_s):
                     self.net.send(replica.idx, s.peer, dgram)
                 return
         else:
@@ -308,11 +316,18 @@ class Simulator:
             self.violation(f"core raised {type(exc).__name__}: {exc} on datagram "
                            f"{dgram.hex()} from {src} to {dst}")
             return
-        duplicate = dgram_id in s.delivered
-        s.delivered.add(dgram_id)
         applied = 0
+        src_inc = self.sender_incarnation.get(dgram_id, -1)
         for ev in events:
             if isinstance(ev, sync.Apply):
+                if not corrupted:
+                    # no message accepted twice: a sender incarnation never reuses a seq
+                    # (retransmissions get new ones), so a repeat is a replay let through
+                    mark = (src_inc, ev.seq)
+                    if mark in s.accepted:
+                        self.violation(f"replica {dst} accepted message seq={ev.seq} from "
+                                       f"{src} twice (datagram #{dgram_id})")
+                    s.accepted.add(mark)
                 if not isinstance(ev.obj, Entry):
                     continue
                 applied += 1
@@ -322,11 +337,6 @@ class Simulator:
                 self.trace.emit(self.queue.now, f"resync {dst} for {src}")
             elif isinstance(ev, sync.PeerRestarted):
                 self.trace.emit(self.queue.now, f"peer-restarted {dst} sees {src}")
-        if duplicate and applied and self.cfg.mode == "ftfw" and not corrupted:
-            _, hello = frame_messages(dgram)
-            if not hello:
-                self.violation(f"replica {dst} accepted datagram #{dgram_id} from {src} "
-                               f"twice ({applied} states applied again)")
         self.trace.emit(self.queue.now, f"rx {dst}<{src} #{dgram_id} ev={len(events)} "
                         f"a={applied}{' corrupt' if corrupted else ''}")
         self._flush(replica, s)
@@ -479,9 +489,25 @@ class Simulator:
         q = max([q] + [c.at_s + c.down_s for c in cfg.crashes])
         return q
 
+    def cut(self, src: int, dst: int) -> None:
+        """Cut the direction ``src -> dst`` until ``mend`` (or ``heal``)."""
+        self.net.cut.add((src, dst))
+        self.trace.emit(self.queue.now, f"cut {src}>{dst}")
+
+    def mend(self, src: int, dst: int) -> None:
+        """Reconnect the direction ``src -> dst``."""
+        self.net.cut.discard((src, dst))
+        self.trace.emit(self.queue.now, f"mend {src}>{dst}")
+
+    def set_faults(self, src: int, dst: int, faults: LinkFaults) -> None:
+        """Change the impairments of one direction from now on."""
+        self.net.dirs[(src, dst)].configure(faults)
+        self.trace.emit(self.queue.now, f"faults {src}>{dst} {faults.describe()}")
+
     def heal(self) -> None:
         """End partitions and restart every crashed daemon (link noise goes on)."""
         self.net.healed = True
+        self.net.cut.clear()
         for r in range(self.cfg.replicas):
             self.restart(r)
         self.trace.emit(self.queue.now, "heal")
