@@ -80,10 +80,19 @@ def _tuple_of(obj: Entry | Tuple) -> Tuple:
     raise ValueError("need a Tuple or an Entry with an original or reply tuple")
 
 
+# ICMP / ICMPv6 request types and the reply type the kernel expects back
+_ICMP_REPLY = {1: {8: 0, 13: 14, 15: 16, 17: 18, 0: 8, 14: 13, 16: 15, 18: 17},
+               58: {128: 129, 129: 128, 130: 131, 131: 130}}
+
+
 def inverse(t: Tuple) -> Tuple:
-    """The tuple of the other direction (addresses and ports swapped; ICMP kept)."""
+    """The tuple of the other direction: addresses and ports swapped, ICMP echo request
+    answered by echo reply (and the like)."""
+    icmp_type = t.icmp_type
+    if icmp_type is not None and t.proto in _ICMP_REPLY:
+        icmp_type = _ICMP_REPLY[t.proto].get(icmp_type, icmp_type)
     return Tuple(t.family, t.dst, t.src, t.proto, t.dport, t.sport,
-                 t.icmp_type, t.icmp_code, t.icmp_id, t.zone)
+                 icmp_type, t.icmp_code, t.icmp_id, t.zone)
 
 
 def _with_reply(entry: Entry) -> Entry:

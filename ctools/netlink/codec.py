@@ -510,7 +510,8 @@ def encode_entry(entry: Entry, *, for_update: bool = False, readonly: bool = Fal
     ``for_update`` leaves out what the kernel refuses to change on an existing entry (NAT,
     master tuple, reply tuple).  ``readonly`` also emits the attributes only the kernel
     reports (use, counters, timestamps, secmark/secctx) -- for round trips and tests; the
-    kernel ignores or refuses them in requests.
+    kernel ignores or refuses them in requests.  Without ``readonly`` (i.e. for requests)
+    a status always carries IPS_CONFIRMED, which the kernel insists on.
     """
     try:
         return _encode_entry(entry, for_update, readonly)
@@ -528,7 +529,9 @@ def _encode_entry(e: Entry, for_update: bool, readonly: bool) -> bytes:
     if e.reply is not None and not for_update:
         add(encode_tuple(e.reply, C.CTA_TUPLE_REPLY))
     if e.status is not None:
-        add(_attr(C.CTA_STATUS, _pack_be32(e.status)))
+        # a request must keep CONFIRMED set: the kernel answers EBUSY to clearing it
+        # (the C library adds it the same way)
+        add(_attr(C.CTA_STATUS, _pack_be32(e.status if readonly else e.status | 8)))
     pinfo = _encode_protoinfo(e)
     if pinfo:
         add(pinfo)
