@@ -398,9 +398,14 @@ def _table(opt: Getopt, optarg: str | None) -> str:
     raise ParamError(f"unknown type `{word}'")
 
 
-def parse(argv: list[str]) -> Request:
-    """Parse ``argv`` (``argv[0]`` = program name) into a checked :class:`Request`."""
+def parse(argv: list[str], output: int = 0) -> Request:
+    """Parse ``argv`` (``argv[0]`` = program name) into a checked :class:`Request`.
+
+    ``output`` carries ``-o`` flags over from earlier lines of a ``-R`` file (1.4.7 keeps
+    them global).
+    """
     req = Request()
+    req.output = output
     tmpl = req.tmpl
     longopts = [LongOpt(*o) for o in LONGOPTS]
     opt = Getopt(list(argv), SHORTOPTS, longopts)

@@ -1,0 +1,115 @@
+"""``-o save``: each entry as a ``conntrack`` command line that ``-R`` can replay. Pure."""
+
+from __future__ import annotations
+
+from ctools.format.text import DCCP_STATES, L4_NAMES, SCTP_STATES
+from ctools.model import (
+    IPS_ASSURED,
+    IPS_DST_NAT_DONE,
+    IPS_EXPECTED,
+    IPS_FIXED_TIMEOUT,
+    IPS_SEEN_REPLY,
+    IPS_SRC_NAT_DONE,
+    TCP_STATES,
+    Entry,
+)
+
+_SAVE_STATUS = ((IPS_EXPECTED, "EXPECTED"), (IPS_SEEN_REPLY, "SEEN_REPLY"),
+                (IPS_ASSURED, "ASSURED"), (IPS_FIXED_TIMEOUT, "FIXED_TIMEOUT"))
+OP_OF_EVENT = {None: "-A", "NEW": "-A", "UPDATE": "-U", "DESTROY": "-D"}
+
+
+def is_snat(e: Entry) -> bool:
+    """Source-NATed: reply destination differs from the original source."""
+    if e.status is not None and not e.status & IPS_SRC_NAT_DONE:
+        return False
+    return e.reply.dst != e.orig.src
+
+
+def is_spat(e: Entry) -> bool:
+    if e.status is not None and not e.status & IPS_SRC_NAT_DONE:
+        return False
+    return e.reply.dport != e.orig.sport
+
+
+def is_dnat(e: Entry) -> bool:
+    if e.status is not None and not e.status & IPS_DST_NAT_DONE:
+        return False
+    return e.reply.src != e.orig.dst
+
+
+def is_dpat(e: Entry) -> bool:
+    if e.status is not None and not e.status & IPS_DST_NAT_DONE:
+        return False
+    return e.reply.sport != e.orig.dport
+
+
+def _state_name(table: tuple, value: int) -> str:
+    return table[value] if value < len(table) else "NONE"
+
+
+def format_save(e: Entry, op: str = "-A") -> str:
+    """The replayable command line (with newline). ``op`` is ``-A``, ``-U`` or ``-D``."""
+    orig, reply = e.orig, e.reply
+    out = [op]
+    add = out.append
+    if e.timeout is not None:
+        add(f"-t {e.timeout}")
+    if e.status is not None:
+        names = [n for bit, n in _SAVE_STATUS if e.status & bit]
+        add("-u " + (",".join(names) if names else "UNSET"))
+    if e.secmark is not None:
+        add(f"-c {e.secmark}")
+    if e.zone is not None:
+        add(f"-w {e.zone}")
+    if orig.zone is not None:
+        add(f"--orig-zone {orig.zone}")
+    if reply.zone is not None:
+        add(f"--reply-zone {reply.zone}")
+    add(f"-s {orig.src} -d {orig.dst}")
+    add(("-g " if is_dnat(e) else "-r ") + str(reply.src))
+    add(("-n " if is_snat(e) else "-q ") + str(reply.dst))
+    proto = orig.proto if orig.proto is not None else 0
+    name = L4_NAMES.get(proto)
+    add(f"-p {name}" if name else f"-p {proto}")
+    if proto in (6, 17, 136, 132, 33):
+        if orig.sport is not None:
+            add(f"--sport {orig.sport}")
+        if orig.dport is not None:
+            add(f"--dport {orig.dport}")
+        if reply.sport is not None:
+            add(f"--reply-port-src {reply.sport}")
+        if reply.dport is not None:
+            add(f"--reply-port-dst {reply.dport}")
+        if proto == 6 and e.tcp_state is not None:
+            add(f"--state {_state_name(TCP_STATES, e.tcp_state)}")
+        elif proto == 132:
+            if e.sctp_state is not None:
+                add(f"--state {_state_name(SCTP_STATES, e.sctp_state)}")
+            if e.sctp_vtag_orig is not None:
+                add(f"--orig-vtag {e.sctp_vtag_orig}")
+            if e.sctp_vtag_reply is not None:
+                add(f"--reply-vtag {e.sctp_vtag_reply}")
+        elif proto == 33:
+            if e.dccp_state is not None:
+                add(f"--state {_state_name(DCCP_STATES, e.dccp_state)}")
+            if e.dccp_role is not None:
+                add("--role " + ("server" if e.dccp_role else "client"))
+    elif proto in (1, 58):
+        v = "icmp" if proto == 1 else "icmpv6"
+        if orig.icmp_type is not None:
+            add(f"--{v}-type {orig.icmp_type}")
+        if orig.icmp_code is not None:
+            add(f"--{v}-code {orig.icmp_code}")
+        if orig.icmp_id is not None:
+            add(f"--{v}-id {orig.icmp_id}")
+    elif proto == 47:
+        if orig.sport is not None:
+            add(f"--srckey {orig.sport}")
+        if orig.dport is not None:
+            add(f"--dstkey {orig.dport}")
+        if reply.sport is not None:
+            add(f"--reply-key-src {reply.sport}")
+        if reply.dport is not None:
+            add(f"--reply-key-dst {reply.dport}")
+    return " ".join(out) + "\n"
