@@ -110,7 +110,12 @@ echo "call $EPOCHREALTIME $*" >> {calls}
 rc=$?
 echo "done $EPOCHREALTIME rc=$rc $*" >> {calls}
 if [ "$*" = "-C {conf} -c" ]; then
-    # invalid packets dropped before the commit finished: the commit window's victims
+    # taking over: the addresses go up the moment the kernel holds the states
+    if [ -e {promote} ]; then
+        rm -f {promote}
+        {vips} up
+    fi
+    # invalid packets dropped on this replica so far: the commit window's victims
     {nft} list counter inet ctlab invalid_drops 2>/dev/null | \\
         sed -n 's/.*packets \\([0-9]*\\).*/window_drops \\1/p' >> {calls}
 fi
@@ -144,6 +149,23 @@ esac
 exit 0
 """
 
+VIPS = """#!/bin/bash
+# ctools lab: put the virtual IPs of {name} up (and announce them) or down
+LOG={rundir}/{name}.notify.log
+if [ "$1" = up ]; then
+    ip -batch - <<EOF
+{vips_up}
+EOF
+    echo "vips_up $EPOCHREALTIME" >> $LOG
+    {python} -I {garp} {garp_args} >> $LOG 2>&1 &
+else
+    ip -batch - 2>/dev/null <<EOF
+{vips_down}
+EOF
+    echo "vips_down $EPOCHREALTIME" >> $LOG
+fi
+"""
+
 NOTIFY = """#!/bin/bash
 # ctools lab HA hook for {name}: called as 'notify.sh primary|backup|fault'
 # (by keepalived's notify_master/backup/fault, or by the lab's fail-over driver).
@@ -151,25 +173,20 @@ LOG={rundir}/{name}.notify.log
 echo "start $EPOCHREALTIME $1" >> $LOG
 export CONNTRACKD_BIN={wrapper} CONNTRACKD_CONFIG={conf} CONNTRACKD_LOCK={lock}
 export CONNTRACKD={wrapper} CONFIG={conf} LOCK={lock}
-vips_up() {{
-{vips_up}
-    echo "vips_up $EPOCHREALTIME" >> $LOG
-    {python} -m netns_lab.garp {garp_args} >> $LOG 2>&1
-}}
-vips_down() {{
-{vips_down}
-    echo "vips_down $EPOCHREALTIME" >> $LOG
-}}
 case "$1" in
 primary|master|MASTER)
+    # the conntrackd wrapper raises the VIPs right after the commit (see {wrapper})
+    [ "{manage_vips}" = 1 ] && touch {promote}
     {script} primary
     echo "sequence_done $EPOCHREALTIME" >> $LOG
-    [ "{manage_vips}" = 1 ] && vips_up ;;
+    if [ -e {promote} ]; then rm -f {promote}; {vips} up; fi ;;
 backup|BACKUP)
-    [ "{manage_vips}" = 1 ] && vips_down
+    rm -f {promote}
+    [ "{manage_vips}" = 1 ] && {vips} down
     {script} backup ;;
 fault|FAULT)
-    [ "{manage_vips}" = 1 ] && vips_down
+    rm -f {promote}
+    [ "{manage_vips}" = 1 ] && {vips} down
     {script} fault ;;
 *)
     echo "usage: notify.sh primary|backup|fault" >&2; exit 1 ;;
@@ -200,6 +217,8 @@ class Replica:
         self.calls = rundir / f"{self.name}.calls.log"
         self.notify = rundir / f"{self.name}-notify.sh"
         self.notify_log = rundir / f"{self.name}.notify.log"
+        self.vips_script = rundir / f"{self.name}-vips.sh"
+        self.promote = rundir / f"{self.name}.promote"
         self.proc: subprocess.Popen | None = None
         self._write_files(topo, manage_vips)
 
@@ -216,21 +235,25 @@ class Replica:
             own.chmod(0o755)
         nft_bin = shutil.which("nft") or "/usr/sbin/nft"
         self.wrapper.write_text(WRAPPER.format(calls=self.calls, binary=self.binary,
-                                               conf=self.conf, nft=nft_bin))
+                                               conf=self.conf, nft=nft_bin,
+                                               promote=self.promote, vips=self.vips_script))
         self.wrapper.chmod(0o755)
         ups, downs, garp = [], [], []
         for ifname, addr, plen in topo.vips():
-            ups.append(f"    ip addr replace {addr}/{plen} dev {ifname}"
+            ups.append(f"addr replace {addr}/{plen} dev {ifname}"
                        + (" nodad" if ":" in addr else ""))
-            downs.append(f"    ip addr del {addr}/{plen} dev {ifname} 2>/dev/null")
+            downs.append(f"addr del {addr}/{plen} dev {ifname}")
             garp.append(f"{ifname}={addr}")
         script = self.primary_backup_script
         script_cmd = f"sh {script}" if self.replicate else "true"
+        self.vips_script.write_text(VIPS.format(
+            name=self.name, rundir=self.rundir, vips_up="\n".join(ups),
+            vips_down="\n".join(downs), python=sys.executable,
+            garp=Path(__file__).resolve().parent / "garp.py", garp_args=" ".join(garp)))
+        self.vips_script.chmod(0o755)
         self.notify.write_text(NOTIFY.format(
             name=self.name, rundir=self.rundir, wrapper=self.wrapper, conf=self.conf,
-            lock=self.lock, vips_up="\n".join(ups), vips_down="\n".join(downs),
-            python=sys.executable, garp_args=" ".join(garp),
-            script=script_cmd,
+            lock=self.lock, script=script_cmd, promote=self.promote, vips=self.vips_script,
             manage_vips=1 if manage_vips else 0))
         self.notify.chmod(0o755)
 

@@ -77,6 +77,8 @@ class Topology:
         for name in self.all_names:
             netns.create(name)
         for name in self.all_names:
+            with NetNS(name) as ipr:
+                ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
             self._tune(name)
         # LAN bridges, with one port per replica and per host
         for br_ns, hosts, lan, fw_if in ((self.lanc, self.clients, cfg.client_lan, "lan0"),
