@@ -1,0 +1,399 @@
+"""Every shell command shown in docs/ is exercised here; every conntrackd.conf shown parses.
+
+The convention (also in docs/index.md, "How the examples in this manual are tested"):
+
+* ```console blocks: lines starting with "# " (root) or "$ " (user) are commands, a trailing
+  backslash continues a command on the next line, everything else is sample output;
+* ```sh / ```bash / ```shell blocks: every non-comment line is a command;
+* one block is one session, run in order in a fresh network namespace "ctdoc-*" (conntrack
+  enabled, empty table) with .venv/bin first on PATH;
+* a block preceded by ``<!-- doc-test: tested-by tests/FILE.py -->`` is exercised by that
+  test file instead (it must exist);
+* ```conf blocks of docs/manual/ are conntrackd.conf files and must parse.
+
+How each program is exercised (see HANDLERS):
+
+* run for real in the session's namespace: conntrack, nft, sysctl, ip, ls, zgrep, sed,
+  and pipelines of those (conntrack -E, which never ends by itself, runs for a second);
+* conntrackd: parsed with our own argument scanner (``ctools.cli.conntrackd.scan``) — the
+  documented commands name the system's /etc/conntrackd files and need a running peer, so
+  running them here is not possible; the scan must accept them and select a request or the
+  daemon mode. Its -v/-h run for real.
+* make: the target must exist in the Makefile; pip install: the extras must exist in
+  pyproject.toml (running them would rebuild the environment under the tests);
+* man -l: the page renders with man; source: bash loads the completion file and registers
+  the completion; .venv/bin/PROGRAM: runs for real.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+VENV_BIN = ROOT / ".venv" / "bin"
+TESTED_BY = re.compile(r"<!--\s*doc-test:\s*tested-by\s+(\S+)\s*-->")
+SHELL_LANGS = {"sh", "bash", "shell"}
+
+
+@dataclass
+class Block:
+    file: Path
+    line: int
+    lang: str
+    lines: list[str]
+    tested_by: str | None = None
+    commands: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        return f"{self.file.relative_to(ROOT)}:{self.line}"
+
+
+def _join_continuations(lines: list[str]) -> list[str]:
+    out: list[str] = []
+    buf = ""
+    for line in lines:
+        if line.rstrip().endswith("\\"):
+            buf += line.strip()[:-1].strip() + " "
+            continue
+        out.append((buf + line.strip()).strip())
+        buf = ""
+    if buf:
+        out.append(buf.strip())
+    return out
+
+
+def _console_commands(lines: list[str]) -> list[str]:
+    cmds: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith(("# ", "$ ")):
+            parts = [line[2:]]
+            while parts[-1].rstrip().endswith("\\") and i + 1 < len(lines):
+                i += 1
+                parts.append(lines[i])
+            cmds.extend(_join_continuations(parts))
+        i += 1
+    return cmds
+
+
+def parse_blocks(path: Path) -> list[Block]:
+    blocks: list[Block] = []
+    lines = path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^(\s*)```(\S*)", lines[i])
+        if not m:
+            i += 1
+            continue
+        lang, start = m.group(2).lower(), i + 1
+        body: list[str] = []
+        i += 1
+        while i < len(lines) and not lines[i].lstrip().startswith("```"):
+            body.append(lines[i][len(m.group(1)):])
+            i += 1
+        i += 1
+        tested_by = None
+        for back in range(start - 2, max(start - 5, -1), -1):
+            if lines[back].strip():
+                t = TESTED_BY.search(lines[back])
+                tested_by = t.group(1) if t else None
+                break
+        block = Block(path, start, lang, body, tested_by)
+        if lang == "console":
+            block.commands = _console_commands(body)
+        elif lang in SHELL_LANGS:
+            block.commands = _join_continuations(
+                [x for x in body if x.strip() and not x.lstrip().startswith("#")])
+        blocks.append(block)
+    return blocks
+
+
+DOC_FILES = sorted(DOCS.rglob("*.md"))
+ALL_BLOCKS = [b for f in DOC_FILES for b in parse_blocks(f)]
+SESSIONS = [b for b in ALL_BLOCKS if b.commands]
+CONF_BLOCKS = [b for b in ALL_BLOCKS if b.lang == "conf" and b.file.parent.name == "manual"]
+
+
+def program_of(command: str) -> str:
+    words = shlex.split(command)
+    return words[0] if words else ""
+
+
+# --- handlers: how one command is exercised -------------------------------------------------
+
+RUN_IN_NETNS = {"conntrack", "nft", "sysctl", "ip", "ls", "zgrep", "sed"}
+
+
+def _conntrackd_scan(argv: list[str]):
+    from ctools.cli import conntrackd as ctd
+    from ctools.daemon.log import DaemonLog
+
+    try:
+        return ctd.scan(argv, DaemonLog()), 0
+    except ctd._Exit as done:
+        return None, done.status
+
+
+def check_conntrackd(command: str, _ns) -> None:
+    argv = shlex.split(command)[1:]
+    if any(a in ("-v", "-h") for a in argv):
+        proc = subprocess.run([str(VENV_BIN / "conntrackd"), *argv], capture_output=True,
+                              text=True, timeout=30)
+        assert proc.returncode == 0 and proc.stdout, proc.stderr
+        return
+    inv, status = _conntrackd_scan(argv)
+    assert inv is not None, f"conntrackd scanner rejected {command!r} (exit {status})"
+    assert inv.config != "" and (inv.daemon or inv.request is not None or
+                                 not any(a.startswith("-") and a != "-C" for a in argv)), command
+
+
+def check_make(command: str, _ns) -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = shlex.split(command)[1:] or ["all"]
+    for t in targets:
+        assert re.search(rf"^{re.escape(t)}\s*:", makefile, re.M), f"no make target {t}"
+
+
+def check_pip(command: str, _ns) -> None:
+    words = shlex.split(command)
+    assert words[1] == "install", command
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = meta["project"].get("optional-dependencies", {})
+    for spec in words[2:]:
+        m = re.fullmatch(r"\.(?:\[([\w,-]+)\])?", spec)
+        assert m, f"unexpected pip argument {spec!r}"
+        for extra in (m.group(1) or "").split(","):
+            assert not extra or extra in extras, f"no extra {extra!r} in pyproject.toml"
+
+
+def check_man(command: str, _ns) -> None:
+    words = shlex.split(command)
+    assert words[1] == "-l"
+    page = ROOT / words[2]
+    assert page.is_file(), page
+    proc = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True,
+                          env=dict(os.environ, MANPAGER="cat", PAGER="cat", MANWIDTH="80"),
+                          timeout=30)
+    assert proc.returncode == 0 and "NAME" in proc.stdout, proc.stderr
+
+
+def check_source(command: str, _ns) -> None:
+    path = ROOT / shlex.split(command)[1]
+    prog = path.name.split(".")[0]
+    proc = subprocess.run(["bash", "-c", f"source {shlex.quote(str(path))} && complete -p {prog}"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and prog in proc.stdout, proc.stderr
+
+
+def check_venv_program(command: str, _ns) -> None:
+    words = shlex.split(command)
+    proc = subprocess.run([str(ROOT / words[0]), *words[1:]], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+HANDLERS = {
+    "conntrackd": check_conntrackd,
+    "make": check_make,
+    "pip": check_pip,
+    "man": check_man,
+    "source": check_source,
+    ".venv/bin/conntrack": check_venv_program,
+    ".venv/bin/conntrackd": check_venv_program,
+}
+
+
+def pipeline_programs(command: str) -> list[str]:
+    """First word of every stage of a shell pipeline (quotes respected)."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars="|;&")
+    lexer.whitespace_split = True
+    programs, start = [], True
+    for token in lexer:
+        if token in ("|", ";", "&&", "||", "&"):
+            start = True
+        elif start:
+            programs.append(token)
+            start = False
+    return programs
+
+
+def run_in_netns(command: str, ns) -> None:
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    argv = ns.cmd("sh", "-c", command)
+    if re.search(r"\bconntrack\s+(-E|--event)\b", command):
+        # Runs until interrupted: it must still be running (listening) after a second.
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=1.5)
+            raise AssertionError(f"{command!r} ended early ({proc.returncode}): {err!r}")
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.communicate()
+        return
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, f"{command!r} exited {proc.returncode}: {proc.stderr}"
+
+
+def needs_netns(block: Block) -> bool:
+    return any(p in RUN_IN_NETNS for c in block.commands for p in pipeline_programs(c))
+
+
+def test_doc_commands_were_found() -> None:
+    assert len(SESSIONS) >= 20, [s.where for s in SESSIONS]
+    assert sum(len(s.commands) for s in SESSIONS) >= 60
+
+
+def test_every_documented_program_has_a_handler() -> None:
+    missing = [(s.where, c) for s in SESSIONS if s.tested_by is None for c in s.commands
+               for p in pipeline_programs(c)
+               if p not in RUN_IN_NETNS and p not in HANDLERS]
+    assert not missing, f"commands in docs/ that no test exercises: {missing}"
+
+
+def test_tested_by_targets_exist() -> None:
+    for s in ALL_BLOCKS:
+        if s.tested_by:
+            assert (ROOT / s.tested_by).is_file(), f"{s.where}: {s.tested_by} does not exist"
+
+
+@pytest.mark.parametrize("block", [s for s in SESSIONS if s.tested_by is None],
+                         ids=lambda b: b.where)
+def test_doc_session(block: Block, netns_factory) -> None:
+    """Run (or parse) every command of one documentation block, in order."""
+    progs = {p.rsplit("/", 1)[-1] for c in block.commands for p in pipeline_programs(c)}
+    if "conntrack" in progs:
+        pytest.importorskip("ctools.cli.conntrack",
+                            reason="our conntrack program is not in the tree yet")
+    if "conntrackd" in progs:
+        pytest.importorskip("ctools.cli.conntrackd",
+                            reason="our conntrackd program is not in the tree yet")
+    ns = None
+    if needs_netns(block):
+        ns = netns_factory("ctdoc")
+        ns.enable_conntrack()
+    for command in block.commands:
+        programs = pipeline_programs(command)
+        if all(p in RUN_IN_NETNS for p in programs):
+            run_in_netns(command, ns)
+        else:
+            assert len(programs) == 1, f"{block.where}: pipeline with {programs}"
+            HANDLERS[programs[0]](command, ns)
+
+
+@pytest.mark.parametrize("block", CONF_BLOCKS, ids=lambda b: b.where)
+def test_doc_config_parses(block: Block) -> None:
+    config = pytest.importorskip("ctools.config")
+    config.parse("\n".join(block.lines), filename=block.where)
+
+
+EXAMPLES = DOCS / "manual" / "examples"
+
+
+def test_example_notify_script_calls(tmp_path: Path) -> None:
+    """The example primary-backup.sh asks the daemon what chapter 5 says, in that order."""
+    calls = tmp_path / "calls"
+    stub = tmp_path / "conntrackd"
+    # A stand-in daemon client: records its arguments; "-s" says "not running" once.
+    stub.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\n"
+                    f"[ \"$3\" = -s ] && [ ! -e {tmp_path}/up ] && exit 1\n"
+                    f"[ \"$3\" = -d ] && touch {tmp_path}/up\nexit 0\n")
+    stub.chmod(0o755)
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    env = dict(os.environ, CONNTRACKD=str(stub), CONFIG="/x.conf", LOCKFILE=str(lock))
+    script = str(EXAMPLES / "primary-backup.sh")
+    for state in ("primary", "backup", "fault"):
+        assert subprocess.run(["sh", script, state], env=env, timeout=30).returncode == 0
+    assert subprocess.run(["sh", script, "bogus"], env=env, capture_output=True,
+                          timeout=30).returncode == 1
+    got = [line.split()[2] for line in calls.read_text().splitlines()]
+    assert got == ["-c", "-f", "-R", "-B", "-s", "-d", "-t", "-n", "-t"]
+    assert not lock.exists(), "a stale lock file must be removed before starting the daemon"
+
+
+@pytest.mark.skipif(shutil.which("keepalived") is None, reason="keepalived is not installed")
+def test_example_keepalived_conf(netns) -> None:
+    """keepalived accepts the example configuration where its interfaces exist."""
+    netns.run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+    proc = netns.run("keepalived", "-t", "-f", str(EXAMPLES / "keepalived.conf"), check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+
+
+def test_convention_parser() -> None:
+    text = ("x\n```console\n# conntrack -L \\\n    -p tcp\nout # not a command\n$ ls\n```\n"
+            "<!-- doc-test: tested-by tests/test_docs.py -->\n```sh\n# comment\nmake test\n```\n")
+    path = ROOT / "docs" / "_probe.md"
+    try:
+        path.write_text(text)
+        blocks = parse_blocks(path)
+    finally:
+        path.unlink()
+    assert blocks[0].commands == ["conntrack -L -p tcp", "ls"]
+    assert blocks[1].commands == ["make test"] and blocks[1].tested_by == "tests/test_docs.py"
+
+
+if __name__ == "__main__":
+    for s in SESSIONS:
+        print(s.where, s.tested_by or "", *s.commands, sep="\n  ")
+    sys.exit(0)
+
+
+def _complete(script: str, func: str, words: list[str]) -> list[str]:
+    """Run a bash completion function on ``words`` (the last one is being completed)."""
+    arr = " ".join(shlex.quote(w) for w in words)
+    proc = subprocess.run(
+        ["bash", "-c", f"source {shlex.quote(str(ROOT / 'completion' / script))}; "
+         f"COMP_WORDS=({arr}); COMP_CWORD={len(words) - 1}; {func}; "
+         "printf '%s\\n' \"${COMPREPLY[@]}\""],
+        capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_conntrack_completion() -> None:
+    f = "_ctools_conntrack"
+    assert "-L" in _complete("conntrack.bash", f, ["conntrack", ""])
+    assert _complete("conntrack.bash", f, ["conntrack", "-L", "ex"]) == ["expect"]
+    # Protocol options appear only after -p PROTO, as in the program.
+    assert "--sport" not in _complete("conntrack.bash", f, ["conntrack", "-L", "--s"])
+    assert {"--sport", "--state"} <= set(
+        _complete("conntrack.bash", f, ["conntrack", "-L", "-p", "tcp", "--s"]))
+    assert _complete("conntrack.bash", f, ["conntrack", "-L", "-o", "extended,x"]) == \
+        ["extended,xml"]
+    assert "ESTABLISHED" in _complete("conntrack.bash", f,
+                                      ["conntrack", "-L", "-p", "tcp", "--state", "E"])
+
+
+def test_conntrackd_completion() -> None:
+    f = "_ctools_conntrackd"
+    assert _complete("conntrackd.bash", f, ["conntrackd", "-s", "ne"]) == ["network"]
+    assert _complete("conntrackd.bash", f, ["conntrackd", "-f", ""]) == ["internal", "external"]
+    assert "-k" in _complete("conntrackd.bash", f, ["conntrackd", "-"])
+
+
+@pytest.mark.parametrize("page", ["conntrack.8", "conntrackd.8", "conntrackd.conf.5"])
+def test_man_page_renders_cleanly(page: str) -> None:
+    path = ROOT / "man" / page
+    if not path.exists():
+        pytest.skip(f"man/{page} is not in the tree yet")
+    proc = subprocess.run(["man", "--warnings", "-l", str(path)], capture_output=True,
+                          text=True, env=dict(os.environ, MANPAGER="cat", MANWIDTH="80"),
+                          timeout=30)
+    assert proc.returncode == 0 and "SYNOPSIS" in proc.stdout
+    assert not proc.stderr.strip(), proc.stderr
