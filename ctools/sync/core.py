@@ -216,8 +216,6 @@ class SyncMode:
                 return events
             if self._verifier.restarted:
                 self._verifier.restarted = False
-                stats.peer_restarts += 1
-                events.append(PeerRestarted())
                 self._peer_epoch_changed(now, events)
         else:
             payload = bytes(datagram)
@@ -254,8 +252,11 @@ class SyncMode:
         """Serialise queued items into the send buffer."""
 
     def _peer_epoch_changed(self, now: float, events: list) -> None:
-        """Authenticated peer restarted (new epoch)."""
+        """An authentic frame opened a newer epoch: the peer restarted."""
+        self.stats.peer_restarts += 1
+        events.append(PeerRestarted())
         self.guard.rebase_all()
+        self.guard.started = False       # its new numbering starts fresh
 
     def _next_seq(self) -> int:
         seq = self._seq

@@ -1,11 +1,342 @@
-"""ftfw mode (skeleton: being implemented)."""
+"""FT-FW: the reliable mode (spec §4) — sequence tracking, ACK windows, NACK ranges, resend
+queue, RESYNC, ALIVE and the HELLO handshake, wire-compatible with the C daemon.
+
+Deliberate differences (docs/compat-sync.md): a HELLO re-queues the unacknowledged objects
+instead of discarding them; a NACK for messages that fell out of the resend queue asks the
+caller for a bulk send; the strict receive guard (guard.py) in the C-compatible mode.
+"""
 
 from __future__ import annotations
 
-from ctools.sync.core import SyncMode
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from ctools.sync import guard as G
+from ctools.sync import wire
+from ctools.sync.core import (
+    PeerRestarted,
+    ResyncRequested,
+    SyncMode,
+    SyncParams,
+    serial_after,
+    serial_before,
+    serial_between,
+)
+from ctools.sync.queues import RS, TX, CtlItem, ObjItem, TxQueue
+
+INIT, SAY, DONE = "init", "say", "done"
+MASK = 0xFFFFFFFF
+DATA, CTL, BAD = "data", "ctl", "bad"
 
 
 class FtfwSync(SyncMode):
-    """See ctools.sync."""
+    """Reliable replication with acknowledgements and retransmission."""
 
     mode = "ftfw"
+
+    def __init__(self, params: SyncParams, now: float) -> None:
+        super().__init__(params, now)
+        self._tx = TxQueue()
+        self._rs: OrderedDict[int, ObjItem | CtlItem] = OrderedDict()
+        self._hello = INIT
+        self._hello_back_pending = False
+        self._window = params.ack_window
+        self._ack_from = 0
+        self._ack_pending = False
+        self._alive_at = now + params.alive_interval
+        self._lost_upto: int | None = None   # newest seq of an object dropped from a full rs
+        self._lost_resync_at = float("-inf")
+        self._peer_saying = False           # the peer's last message carried HELLO
+        if params.startup_resync:
+            self.request_resync(now)
+
+    # -- sender API -------------------------------------------------------------------------
+
+    def local_update(self, kind: str, obj, now: float) -> None:
+        self.now = now
+        if kind == "dump":
+            return
+        if kind not in wire.KIND_TYPE_CT:
+            raise ValueError(f"unknown update kind {kind!r}")
+        it = self._tx.objs.get(wire.obj_key(obj))
+        if it is not None and it.where == RS:
+            del self._rs[it.seq]
+        self._tx.put_object(kind, obj)
+
+    def bulk_send(self, objs: Iterable, now: float) -> None:
+        self.now = now
+        for item in objs:
+            if isinstance(item, tuple):
+                self.local_update(item[0], item[1], now)
+            else:
+                self.local_update("new", item, now)
+
+    def request_resync(self, now: float) -> None:
+        self.now = now
+        self._tx.put_control(CtlItem(wire.F_RESYNC, 0, 0))
+
+    def tick(self, now: float) -> None:
+        self.now = now
+        if now < self._alive_at:
+            return
+        # Alive timer: a delayed ACK if a range is pending, else a keep-alive (§4.5).
+        if self._ack_pending and self.guard.started:
+            self._tx.put_control(CtlItem(wire.F_ACK, self._ack_from, self.guard.last))
+            self._ack_pending = False
+        else:
+            self._tx.put_control(CtlItem(wire.F_ALIVE))
+        self._alive_at = now + self.params.alive_interval
+
+    def next_deadline(self) -> float | None:
+        return self._alive_at
+
+    def resend_queue(self) -> list[tuple[int, str]]:
+        return [(seq, it.describe()) for seq, it in self._rs.items()]
+
+    @property
+    def tx_queue_len(self) -> int:
+        return len(self._tx)
+
+    @property
+    def hello_state(self) -> str:
+        """'init' | 'say' | 'done' (sender side of the HELLO handshake)."""
+        return self._hello
+
+    # -- transmit ---------------------------------------------------------------------------
+
+    def _transmit_round(self) -> None:
+        fifo = self._tx.fifo
+        if not fifo:
+            return
+        rs, cap, stats = self._rs, self.params.resend_queue_size, self.stats
+        while fifo:
+            it = fifo.popleft()
+            flags = 0
+            if self._hello != DONE:
+                flags |= wire.F_HELLO
+                self._hello = SAY
+                stats.hello_sent += 1
+            if self._hello_back_pending:
+                flags |= wire.F_HELLO_BACK
+                self._hello_back_pending = False
+            seq = self._next_seq()
+            if isinstance(it, ObjItem):
+                try:
+                    msg = wire.encode_message(it.kind, it.obj, seq, flags, self._opts)
+                except (ValueError, TypeError, OSError, OverflowError):
+                    stats.send_malformed += 1     # an object we cannot serialise: drop it
+                    self._tx.objs.pop(it.key, None)
+                    it.where = None
+                    continue
+                if it.sent:
+                    stats.retransmitted += 1
+                it.sent = True
+            else:
+                it.flags |= flags
+                msg = wire.encode_control(it.flags, seq, it.frm, it.to)
+            self._emit(msg)
+            if isinstance(it, CtlItem) and not (it.flags & wire.F_EXTENDED):
+                it.where = None            # ALIVE is never kept
+                continue
+            if len(rs) >= cap:
+                _old_seq, old = rs.popitem(last=False)
+                old.where = None
+                stats.rs_dropped += 1
+                if isinstance(old, ObjItem):
+                    self._tx.objs.pop(old.key, None)
+                    self._lost_upto = old.seq
+            it.seq = seq
+            it.where = RS
+            rs[seq] = it
+        self._alive_at = self.now + self.params.alive_interval
+
+    # -- receive ----------------------------------------------------------------------------
+
+    def _on_message(self, h: wire.Header, msg: bytes, now: float, events: list) -> bool:
+        g = self.guard
+        if h.flags & wire.F_HELLO_BACK and self._hello == SAY:
+            self._hello = DONE
+            self.stats.hello_back_received += 1
+        v = g.classify(h.seq, msg)
+        if v.cls == G.REPLAY:
+            self.stats.count_rejected("replayed")
+            return False
+        saying = self._peer_saying
+        self._peer_saying = bool(h.flags & wire.F_HELLO)
+        if h.flags & wire.F_HELLO and not (
+                self.params.hardening and saying and v.cls in (G.IN_SYNC, G.GAP)):
+            # (A peer keeps HELLO on every message until it hears our HELLO_BACK; the C
+            # receiver bypasses the sequence check for all of them, so losses in that stretch
+            # are never NACKed. We treat only the first HELLO of a stretch as a restart.)
+            self._hello_back_pending = True
+            if g.strict and v.cls in (G.FAR, G.OLD, G.HOLE, G.CONFLICT):
+                # An implausible HELLO may be a mutated copy: trust it only once the peer's
+                # new numbering is confirmed by a run of consecutive messages.
+                if v.cls == G.FAR:
+                    self.stats.count_rejected("seq_implausible")
+                return self._candidate(h, msg, v, events)
+            if self._ack_pending and serial_before(h.seq, self._ack_from):
+                self._window = self.params.ack_window - 1
+                self._ack_from = h.seq
+            if v.cls != G.IN_SYNC:
+                self._peer_restarted(events)
+            v.cls = G.IN_SYNC
+            return self._in_sync_path(h, msg, v, events)
+        if h.flags & wire.F_HELLO:
+            self._hello_back_pending = True
+        cls = v.cls
+        if cls in (G.UNSET, G.IN_SYNC):
+            return self._in_sync_path(h, msg, v, events)
+        if cls == G.GAP:
+            r = self._digest(h, events)
+            if r == BAD:
+                self.stats.count_malformed(wire.BAD_HEADER)
+                return False
+            g.count_c(v)
+            if self._ack_pending:
+                self._queue_ctl(wire.F_ACK, self._ack_from, g.last)
+            self._queue_ctl(wire.F_NACK, (g.last + 1) & MASK, (h.seq - 1) & MASK)
+            self._window = self.params.ack_window - 1
+            self._ack_from = h.seq
+            self._ack_pending = True
+            g.accept(v)
+            if r == DATA:
+                self._decode_and_apply(h, msg, events, v)
+            return True
+        if cls in (G.HOLE, G.CONFLICT):
+            r = self._digest(h, events)
+            if r == BAD:
+                self.stats.count_malformed(wire.BAD_HEADER)
+                return False
+            g.accept(v)
+            # The peer may still hold it unacknowledged (its number was skipped): ACK it.
+            self._queue_ctl(wire.F_ACK, h.seq, h.seq)
+            if r == DATA:
+                self._decode_and_apply(h, msg, events, v)
+            return True
+        if cls == G.FAR:
+            self.stats.count_rejected("seq_implausible")
+            return self._candidate(h, msg, v, events)
+        # OLD: dropped as in C; in strict mode it may be the start of a restarted peer's run.
+        g.count_c(v)
+        if g.strict:
+            return self._candidate(h, msg, v, events)
+        return False
+
+    def _in_sync_path(self, h: wire.Header, msg: bytes, v: G.Verdict, events: list) -> bool:
+        r = self._digest(h, events)
+        if r == BAD:
+            self.stats.count_malformed(wire.BAD_HEADER)
+            return False
+        if not self._ack_pending:
+            self._ack_from = h.seq
+            self._ack_pending = True
+        self._window = (self._window - 1) & MASK
+        if self._window == 0:
+            self._queue_ctl(wire.F_ACK, self._ack_from, h.seq)
+            self._window = self.params.ack_window
+            self._ack_pending = False
+        self.guard.accept(v)
+        if r == DATA:
+            self._decode_and_apply(h, msg, events, v)
+        return True
+
+    def _candidate(self, h: wire.Header, msg: bytes, v: G.Verdict, events: list) -> bool:
+        g = self.guard
+        old_last, was_started = g.last, g.started
+        run = g.candidate(h, msg, v)
+        if run is None:
+            return False
+        # The peer's numbering really moved (restart, or more loss than max_seq_jump).
+        first = run[0][0].seq
+        if was_started and serial_after(first, (old_last + 1) & MASK):
+            self._queue_ctl(wire.F_NACK, (old_last + 1) & MASK, (first - 1) & MASK)
+        self._peer_restarted(events)
+        self._ack_pending = False
+        self._window = self.params.ack_window
+        ok = False
+        for hh, mm in run:
+            vv = g.classify(hh.seq, mm)
+            vv.cls = G.IN_SYNC
+            ok = self._in_sync_path(hh, mm, vv, events) or ok
+        return ok
+
+    def _digest(self, h: wire.Header, events: list) -> str:
+        if h.is_data:
+            return DATA
+        if h.type != wire.CTL:
+            return BAD
+        f = h.flags
+        if f & wire.F_ACK:
+            if serial_before(h.to, h.frm):
+                return BAD
+            self._on_ack(h.frm, h.to)
+            return CTL
+        if f & wire.F_NACK:
+            if serial_before(h.to, h.frm):
+                return BAD
+            self._on_nack(h.frm, h.to, events)
+            return CTL
+        if f & wire.F_RESYNC:
+            self.stats.resync_requests += 1
+            events.append(ResyncRequested("peer"))
+            return CTL
+        if f & wire.F_ALIVE:
+            return CTL
+        return BAD
+
+    def _rs_range(self, frm: int, to: int) -> list[int]:
+        """Sequence numbers of rs entries in [frm, to], walking from the head as C does."""
+        hits = []
+        for seq in self._rs:
+            if serial_before(seq, frm):
+                continue
+            if not serial_between(seq, frm, to):
+                break
+            hits.append(seq)
+        return hits
+
+    def _on_ack(self, frm: int, to: int) -> None:
+        rs, objs = self._rs, self._tx.objs
+        for seq in self._rs_range(frm, to):
+            it = rs.pop(seq)
+            it.where = None
+            if isinstance(it, ObjItem):
+                objs.pop(it.key, None)
+
+    def _on_nack(self, frm: int, to: int, events: list) -> None:
+        rs, fifo = self._rs, self._tx.fifo
+        for seq in self._rs_range(frm, to):
+            it = rs.pop(seq)
+            it.where = TX
+            fifo.append(it)
+        lost = self._lost_upto
+        if lost is not None and not serial_after(frm, lost) \
+                and self.now - self._lost_resync_at >= 1.0:
+            # Some of what the peer misses is no longer in the resend queue.
+            self._lost_resync_at = self.now
+            self._lost_upto = None
+            events.append(ResyncRequested("lost"))
+
+    def _peer_restarted(self, events: list) -> None:
+        """HELLO (or a confirmed re-base): the C daemon discards its resend queue; we re-send
+        the objects in it instead (the peer may never have got them) and drop old controls."""
+        self.stats.peer_restarts += 1
+        events.append(PeerRestarted())
+        self.guard.rebase_all()
+        fifo = self._tx.fifo
+        for it in self._rs.values():
+            if isinstance(it, ObjItem):
+                it.where = TX
+                fifo.append(it)
+            else:
+                it.where = None
+        self._rs.clear()
+
+    def _peer_epoch_changed(self, now: float, events: list) -> None:
+        self._peer_restarted(events)
+        self.guard.started = False
+        self._ack_pending = False
+
+    def _queue_ctl(self, flags: int, frm: int, to: int) -> None:
+        self._tx.put_control(CtlItem(flags, frm & MASK, to & MASK))
