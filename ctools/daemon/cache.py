@@ -84,7 +84,6 @@ class FlowCache:
         key = entry.key()
         obj = self.objects.get(key)
         if obj is None:
-            self.counters.upd_not_found += 1
             return self._insert(key, entry, now)
         merge_into(obj.entry, entry)
         obj.last = now

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from ctools.config import model as cfgm
 from ctools.daemon import link
 from ctools.daemon.stats import LinkCounters
+from ctools.sync import StreamDecoder
 
 SO_NO_CHECK = 11
 SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
 RECV_MAX = 65536
-_MSG_LEN = struct.Struct(">H")
 
 Receiver = Callable[["Channel", bytes, "tuple | None"], None]
 
@@ -200,29 +200,6 @@ class McastChannel(_DatagramChannel):
         self.rx, self.tx = rx, tx
 
 
-class StreamFramer:
-    """Cut a TCP byte stream at message boundaries (the ``len`` field of each header)."""
-
-    def __init__(self) -> None:
-        self.pending = b""
-
-    def feed(self, data: bytes) -> bytes:
-        """Return the complete messages now available (possibly empty)."""
-        buf = self.pending + data if self.pending else data
-        off, total = 0, len(buf)
-        while total - off >= 8:
-            mlen = _MSG_LEN.unpack_from(buf, off + 2)[0]
-            if mlen < 8:
-                # garbage: hand the rest over so the core counts it, like a bad read in C
-                self.pending = b""
-                return buf
-            if mlen > total - off:
-                break
-            off += mlen
-        self.pending = buf[off:]
-        return buf[:off]
-
-
 class TcpChannel(Channel):
     """Two streams per peer: we send on our outgoing connection, read what we accept.
 
@@ -245,7 +222,8 @@ class TcpChannel(Channel):
         self.errorq_max = error_queue_length
         self.errorq_dropped = 0
         self.outbuf = bytearray()
-        self.framer = StreamFramer()
+        self.authenticated = False
+        self.framer = StreamDecoder()
         self.dest: tuple | None = None
         self.server_peer: tuple | None = None
 
@@ -282,7 +260,7 @@ class TcpChannel(Channel):
         if self.server is not None:       # a new connection replaces the old one
             self._drop_server()
         self.server = conn
-        self.framer = StreamFramer()
+        self.framer = StreamDecoder(self.authenticated)
         self.loop.add_reader(conn.fileno(), self._read)
 
     def _drop_server(self) -> None:
@@ -309,9 +287,13 @@ class TcpChannel(Channel):
         self.counters.bytes_recv += len(data)
         self.counters.pkts_recv += 1
         self.last_heard = time.monotonic()
-        chunk = self.framer.feed(data)
-        if chunk and self.on_receive is not None:
-            self.on_receive(self, chunk, self.server_peer)
+        for chunk in self.framer.feed(data):
+            if self.on_receive is not None:
+                self.on_receive(self, chunk, self.server_peer)
+        if self.framer.broken:
+            # an unframeable header desynchronises the stream: start a fresh connection
+            self.counters.error_recv += 1
+            self._drop_server()
 
     # --- sending side
     def _connect(self) -> None:

@@ -85,6 +85,9 @@ class SyncDaemon(Daemon):
         for i, conf in enumerate(s.channels):
             chans.append(make_channel(conf, i, s.error_queue_length))
         self.channels = MultiChannel(chans, s.default_channel_index or 0, self.log)
+        for ch in chans:
+            if isinstance(ch, TcpChannel):
+                ch.authenticated = bool(s.authentication_key_file)
         # sockets are opened now so bind errors reach the terminal; the loop comes later
         self.channels.open()
         if g.poll_secs is None:
