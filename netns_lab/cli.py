@@ -220,7 +220,7 @@ def _dispatch(args: argparse.Namespace, out: Console) -> int:
     if args.command == "probe":
         from .probe import run_probe
         result = run_probe(cfg, progress=lambda m: out.print(f"[dim]{m}[/]"))
-        out.print(result)
+        report_mod.render_probe(result, out)
         if args.json:
             print(json.dumps(result))
         return EXIT_OK if result["ok"] else EXIT_FLOWS_LOST

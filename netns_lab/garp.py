@@ -8,6 +8,7 @@ Kept free of heavy imports: it runs inside the fail-over path.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import socket
 import struct
@@ -20,9 +21,13 @@ ALL_NODES_MAC = bytes.fromhex("333300000001")
 ALL_NODES = ipaddress.IPv6Address("ff02::1").packed
 
 
-def _mac(ifname: str) -> bytes:
-    with open(f"/sys/class/net/{ifname}/address") as fh:
-        return bytes.fromhex(fh.read().strip().replace(":", ""))
+SIOCGIFHWADDR = 0x8927
+
+
+def _mac(sock: socket.socket, ifname: str) -> bytes:
+    # ask the socket's own namespace (/sys may belong to another one)
+    req = struct.pack("256s", ifname.encode()[:15])
+    return fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, req)[18:24]
 
 
 def garp_frame(mac: bytes, addr: str) -> bytes:
@@ -62,7 +67,7 @@ def announce(pairs: list[tuple[str, str]], repeat: int = 2) -> int:
                     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
                     s.bind((ifname, 0))
                     socks[ifname] = s
-                mac = _mac(ifname)
+                mac = _mac(socks[ifname], ifname)
                 frame = una_frame(mac, addr) if ":" in addr else garp_frame(mac, addr)
                 socks[ifname].send(frame)
                 sent += 1

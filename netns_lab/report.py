@@ -72,3 +72,16 @@ def render(report: dict, console: Console) -> None:
 def json_line(report: dict) -> str:
     """The report as one JSON object on one line."""
     return json.dumps(report, sort_keys=True, default=str)
+
+
+def render_probe(result: dict, console: Console) -> None:
+    """Print the crafted-packet probe as a table."""
+    t = Table(title="crafted packets against the master's rule-set", header_style="bold")
+    for col in ("probe", "expected", "reached the server", "ok"):
+        t.add_column(col)
+    for case in result["cases"]:
+        t.add_row(case["name"], case["expect"], "yes" if case["arrived"] else "no",
+                  "[green]ok[/]" if case["ok"] else "[red]WRONG[/]")
+    console.print(t)
+    console.print(f"dropped as ct invalid: {result['dropped_invalid']}, as bad new TCP: "
+                  f"{result['dropped_bad_new_tcp']}")
