@@ -15,8 +15,10 @@ Faithfully kept oddities of the C scanner (they are what 1.4.7 accepts):
 * a path runs from ``/`` to the next space, ``"`` or newline, so it can swallow ``}``,
   ``#`` and tabs.
 
-Deliberate difference: a comment on the last line without a final newline is a comment here
-(the C scanner turns its ``#`` into a syntax error).
+Deliberate differences: a comment on the last line without a final newline is a comment here
+(the C scanner turns its ``#`` into a syntax error); a non-ASCII byte outside a path or a
+comment is a syntax error here (the C scanner takes it for the end of the file and silently
+ignores the rest).
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ class Token:
         if self.kind == KEYWORD:
             return f"keyword '{self.text}'"
         if self.kind == CHAR:
+            if not self.text.isascii():
+                raw = self.text.encode("utf-8", "surrogateescape")
+                return f"non-ASCII character (byte 0x{raw[0]:02x})"
             return f"'{self.text}'" if self.text.isprintable() else f"character {self.text!r}"
         return f"{self.kind} '{self.text}'"
 

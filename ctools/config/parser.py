@@ -211,9 +211,14 @@ class _Parser:
         tok = self.next()
         if tok.kind != lx.PATH:
             raise self.unexpected(tok, f"an absolute path after '{clause.text}'")
-        if len(tok.text.encode("utf-8", "surrogateescape")) > limit:
+        value = tok.text
+        if "\0" in value:
+            # C string handling stops at the NUL byte
+            value = value.split("\0", 1)[0]
+            self.warn(tok, f"{what} path contains a NUL byte; truncated to '{value}'")
+        if len(value.encode("utf-8", "surrogateescape")) > limit:
             raise self.error(tok, f"{what} path is longer than {limit} characters")
-        return tok.text
+        return value
 
     def ip_token(self, clause: Token) -> Token:
         tok = self.next()
