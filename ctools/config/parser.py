@@ -218,7 +218,9 @@ class _Parser:
             self.warn(tok, f"{what} path contains a NUL byte; truncated to '{value}'")
         if len(value.encode("utf-8", "surrogateescape")) > limit:
             raise self.error(tok, f"{what} path is longer than {limit} characters")
-        return value
+        # A CRLF file would otherwise leave a carriage return at the end of every path
+        # (the C daemon keeps it); the limit above is still checked on the raw text.
+        return value.rstrip("\r") or value
 
     def ip_token(self, clause: Token) -> Token:
         tok = self.next()
