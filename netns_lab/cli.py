@@ -57,6 +57,8 @@ def _lab_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--replicas", choices=("ours", "c", "mixed"), default="c",
                    help="conntrackd implementation: ours, c (Debian's), mixed (fw1 ours, "
                         "fw2 c); default c")
+    g.add_argument("--mixed-first", choices=("ours", "c"), default="ours",
+                   help="with --replicas mixed: the implementation on fw1 (first master)")
     g.add_argument("--ha", choices=("driver", "keepalived"), default="driver",
                    help="built-in deterministic fail-over driver (default) or real keepalived")
     g.add_argument("--trigger", choices=("cut", "stop"), default="cut",
@@ -98,7 +100,7 @@ def config_from(args: argparse.Namespace) -> LabConfig:
     imp = Impairment(loss=args.loss, burst_loss=args.burst_loss, burst_len=args.burst_len,
                      reorder=args.reorder, corrupt=args.corrupt, duplicate=args.duplicate,
                      delay_ms=args.delay, jitter_ms=args.jitter, rate_kbit=args.rate)
-    cfg = LabConfig(replicas=args.replicas, ha=args.ha, close_window=not args.open_window,
+    cfg = LabConfig(replicas=args.replicas, mixed_first=args.mixed_first, ha=args.ha, close_window=not args.open_window,
                     checksum=args.checksum == "on", replicate=not args.no_sync,
                     impairment=imp, seed=args.seed, clients=args.clients,
                     servers=args.servers, ipv6=not args.no_ipv6, sync_over_v6=args.sync_v6,

@@ -83,11 +83,13 @@ class LabConfig:
     ipv6: bool = True
     sync_over_v6: bool = False
     sync_port: int = 3780
-    replicas: str = "c"              # "ours", "c" or "mixed" (fw1 ours, fw2 C)
+    replicas: str = "c"              # "ours", "c" or "mixed" (see mixed_first)
+    mixed_first: str = "ours"        # with "mixed": fw1's implementation (fw2 gets the other)
     ha: str = "driver"               # "driver" (built-in fail-over) or "keepalived"
     close_window: bool = True        # commit before the VIPs go up
     checksum: bool = True            # conntrackd's Checksum clause on the sync link
     replicate: bool = True           # False: no conntrackd at all (flows must die)
+    settle: bool = True              # wait for the FT-FW HELLO handshake before traffic
     impairment: Impairment = field(default_factory=Impairment)
     seed: int = 1
     rundir_base: str = "/run/ctlab"
@@ -98,6 +100,8 @@ class LabConfig:
         """Raise ValueError with a readable reason for bad settings."""
         if self.replicas not in REPLICA_KINDS:
             raise ValueError(f"replicas must be one of {', '.join(REPLICA_KINDS)}")
+        if self.mixed_first not in ("ours", "c"):
+            raise ValueError("mixed_first must be 'ours' or 'c'")
         if self.ha not in ("driver", "keepalived"):
             raise ValueError("ha must be 'driver' or 'keepalived'")
         if not 1 <= self.clients <= 50 or not 1 <= self.servers <= 50:
@@ -113,7 +117,8 @@ class LabConfig:
     def replica_kind(self, index: int) -> str:
         """Implementation of replica fw1 (index 1) or fw2 (index 2): 'ours' or 'c'."""
         if self.replicas == "mixed":
-            return "ours" if index == 1 else "c"
+            other = "c" if self.mixed_first == "ours" else "ours"
+            return self.mixed_first if index == 1 else other
         return self.replicas
 
     def sync_addr(self, index: int, v6: bool = False) -> str:

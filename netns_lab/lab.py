@@ -148,6 +148,8 @@ class Lab:
             for i in (1, 2):
                 self.progress(f"starting fw{i} conntrackd ({self.replicas[i].kind})")
                 self.replicas[i].start()
+            if cfg.settle:
+                self.wait_handshake()
         self._write_state()
         self.watch = AddrWatch(self.topo.fw[2])
         if cfg.ha == "keepalived":
@@ -224,6 +226,7 @@ class Lab:
         self.relay_proc = subprocess.Popen(
             nsutil.cmd(self.topo.relay, sys.executable, "-m", "netns_lab.relay",
                        "--ports", "a", "b", "--seed", str(self.cfg.seed),
+                       "--sync-port", str(self.cfg.sync_port),
                        "--impairment", json.dumps(self.cfg.impairment.as_dict()),
                        "--control", str(self.relay_control),
                        "--stats", str(self.rundir / "relay.json")),
@@ -258,6 +261,29 @@ class Lab:
         except (OSError, ValueError):
             path = self.rundir / "relay.json"
             return json.loads(path.read_text()) if path.exists() else {}
+
+    def wait_handshake(self, quiet_s: float = 1.5, timeout: float = 20.0) -> float:
+        """Wait until the replicas finished FT-FW's HELLO handshake: sync messages flow both
+        ways and none carried HELLO/HELLO_BACK for ``quiet_s``.
+
+        While a sender still says HELLO the receiver accepts without checking sequence
+        numbers, so a loss in that phase is never repaired (C and ours alike): a lab that
+        wants to test steady-state replication starts its traffic after this.
+        """
+        t0 = time.monotonic()
+        self.progress("waiting for the replicas' HELLO handshake")
+        while time.monotonic() - t0 < timeout:
+            hs = self.link_stats().get("handshake", {})
+            ok = len(hs) == 2
+            for d in hs.values():
+                last_sync, last_hello = d.get("last_sync_s_ago"), d.get("last_hello_s_ago")
+                if last_sync is None or (last_hello is not None and last_hello < quiet_s):
+                    ok = False
+            if ok:
+                return time.monotonic() - t0
+            time.sleep(0.2)
+        raise TimeoutError(f"the replicas did not finish their HELLO handshake within "
+                           f"{timeout:.0f}s (sync link: {self.link_stats().get('total')})")
 
     def set_impairment(self, **settings) -> Impairment:
         """Change the sync link's impairment while running (e.g. ``partition=True``)."""

@@ -29,6 +29,7 @@ from .config import Impairment
 from .shaper import Outgoing, Shaper
 
 ETH_P_ALL = 0x0003
+HELLO_FLAGS = 0x60          # conntrackd FT-FW HELLO / HELLO_BACK bits
 PACKET_OUTGOING = 4
 MAX_FRAME = 65536
 BATCH = 64
@@ -50,8 +51,14 @@ def impairment_from(data: dict, base: Impairment | None = None) -> Impairment:
 class Relay:
     """Two AF_PACKET ports, two shapers, one poll loop."""
 
-    def __init__(self, ports: tuple[str, str], imp: Impairment, seed: int) -> None:
+    def __init__(self, ports: tuple[str, str], imp: Impairment, seed: int,
+                 sync_port: int = 0) -> None:
         self.names = ports
+        self.sync_port = sync_port
+        # per direction: when the last sync message carrying HELLO/HELLO_BACK, and the last
+        # sync message at all, passed (the FT-FW start-up handshake is visible on the wire)
+        self.last_hello = [0.0, 0.0]
+        self.last_sync = [0.0, 0.0]
         self.socks = []
         for name in ports:
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -80,6 +87,12 @@ class Relay:
             d = dict(sh.counts)
             d["sent"] = self.sent[1 - i]
             d["send_errors"] = self.send_errors[1 - i]
+            now = time.monotonic()
+            out.setdefault("handshake", {})[f"{self.names[i]}>{self.names[1 - i]}"] = {
+                "last_sync_s_ago": round(now - self.last_sync[i], 3) if self.last_sync[i]
+                else None,
+                "last_hello_s_ago": round(now - self.last_hello[i], 3) if self.last_hello[i]
+                else None}
             out[f"{self.names[i]}>{self.names[1 - i]}"] = d
             for k, v in d.items():
                 total[k] = total.get(k, 0) + v
@@ -103,8 +116,34 @@ class Relay:
                 return
             if addr[2] == PACKET_OUTGOING:       # our own transmissions on this port
                 continue
+            if self.sync_port:
+                self._watch_sync(port, frame, now)
             for out in shaper.submit(frame, now):
                 heapq.heappush(queue, out)
+
+    def _watch_sync(self, port: int, frame: bytes, now: float) -> None:
+        """Note FT-FW messages (and HELLO bits) of the sync port, as they came in."""
+        ethertype = int.from_bytes(frame[12:14], "big")
+        if ethertype == 0x0800 and len(frame) >= 34 and frame[23] == 17:
+            udp = 14 + (frame[14] & 0x0F) * 4
+        elif ethertype == 0x86DD and len(frame) >= 62 and frame[20] == 17:
+            udp = 54
+        else:
+            return
+        if len(frame) < udp + 16:
+            return
+        if int.from_bytes(frame[udp + 2:udp + 4], "big") != self.sync_port:
+            return
+        self.last_sync[port] = now
+        off = udp + 8
+        while off + 8 <= len(frame):
+            if frame[off + 1] & HELLO_FLAGS:
+                self.last_hello[port] = now
+                return
+            length = int.from_bytes(frame[off + 2:off + 4], "big")
+            if length < 8:
+                return
+            off += length
 
     def pump_out(self, now: float) -> float | None:
         """Send what is due; return the next due time (or None)."""
@@ -182,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                                  description="ctools lab: impaired frame relay between two ports")
     ap.add_argument("--ports", nargs=2, required=True, metavar=("A", "B"))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sync-port", type=int, default=0,
+                    help="UDP port of conntrackd's sync traffic (to watch its handshake)")
     ap.add_argument("--impairment", default="{}", help="JSON object of Impairment settings")
     ap.add_argument("--control", help="UNIX datagram socket path for commands")
     ap.add_argument("--stats", help="write the counts here (JSON) on exit")
@@ -192,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"relay: bad --impairment: {exc}", file=sys.stderr)
         return 2
     try:
-        relay = Relay((args.ports[0], args.ports[1]), imp, args.seed)
+        relay = Relay((args.ports[0], args.ports[1]), imp, args.seed, args.sync_port)
     except OSError as exc:
         print(f"relay: cannot open ports {args.ports}: {exc}", file=sys.stderr)
         return 1
