@@ -92,11 +92,11 @@ class SyncDaemon(Daemon):
         self.channels.open()
         if g.poll_secs is None:
             self.events = EventSocket(reliable=g.netlink_events_reliable)
-            self._size_event_buffer()
             if g.filter is not None:
                 self.log.notice("using kernel-space event filtering"
                                 if g.filter.from_kernelspace else
                                 "using user-space event filtering")
+            self._size_event_buffer()
             if g.netlink_events_reliable:
                 self.log.notice("reliable ctnetlink event delivery is ENABLED.")
         else:
