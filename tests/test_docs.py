@@ -397,3 +397,18 @@ def test_man_page_renders_cleanly(page: str) -> None:
                           timeout=30)
     assert proc.returncode == 0 and "SYNOPSIS" in proc.stdout
     assert not proc.stderr.strip(), proc.stderr
+
+
+def test_man_pages_and_completion_are_packaged() -> None:
+    """pyproject's shared-data installs every man page and completion file we ship."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shared = meta["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
+    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "man").glob("*.[58]")}
+    shipped |= {str(p.relative_to(ROOT)) for p in (ROOT / "completion").glob("*.bash")}
+    assert shipped <= set(shared), shipped - set(shared)
+    for src, dst in shared.items():
+        if src.startswith("man/"):
+            section = src.rsplit(".", 1)[1]
+            assert dst == f"share/man/man{section}/{Path(src).name}"
+        else:
+            assert dst == f"share/bash-completion/completions/{Path(src).stem}"
