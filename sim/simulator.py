@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from ctools.model import Entry
+from ctools.sync import wire
 from sim import core as sync
 from sim.caches import ExternalCache, InternalCache, copy_entry
 from sim.clock import EPOCH_US, US, EventQueue, seconds, us
@@ -49,6 +50,23 @@ MAX_VIOLATIONS_KEPT = 20
 
 
 AUTH_MAGIC, AUTH_HEAD, AUTH_TAG = 0xC7, 16, 32   # ctools authenticated frame (auth.py)
+
+
+def sent_states(datagram: bytes) -> list[tuple]:
+    """Replicated views of the data messages in one of our own datagrams (wire-decoded)."""
+    if datagram[:1] == bytes([AUTH_MAGIC]) and len(datagram) >= AUTH_HEAD + AUTH_TAG:
+        datagram = datagram[AUTH_HEAD:-AUTH_TAG]
+    out = []
+    for item in wire.split_messages(datagram):
+        if isinstance(item, tuple) and item[0].is_data:
+            header, off = item
+            try:
+                kind, obj = wire.decode_data(header, datagram[off:off + header.length])
+            except wire.ProtocolError:
+                continue
+            if isinstance(obj, Entry):
+                out.append((kind, view(obj)))
+    return out
 
 
 def frame_messages(datagram: bytes) -> tuple[int, bool]:
@@ -84,6 +102,9 @@ class Result:
     datagrams_sent: int = 0
     datagrams_dropped: int = 0
     bytes_sent: int = 0
+    # data messages that put a state on the wire again (same kind and content from the same
+    # core: NACK/HELLO resends, bulk answers); the core's own "retransmitted" counter, which
+    # also counts fresh updates of still-queued objects, is in core_stats
     retransmissions: int = 0
     invariant_violations: int = 0
     violations: list[str] = field(default_factory=list)
@@ -113,7 +134,7 @@ class Result:
 class Session:
     """One protocol core of a replica and the peer it talks to."""
 
-    __slots__ = ("core", "peer", "gen", "armed_us", "stalls", "accepted")
+    __slots__ = ("core", "peer", "gen", "armed_us", "stalls", "accepted", "sent")
 
     def __init__(self, core: object, peer: int) -> None:
         self.core = core
@@ -123,6 +144,7 @@ class Session:
         self.stalls = 0
         # (sender incarnation, seq) of every data message this core let through
         self.accepted: set[tuple[int, int]] = set()
+        self.sent: set[tuple] = set()             # (kind, view) states this core has sent
 
 
 class Replica:
@@ -218,6 +240,11 @@ class Simulator:
             dgram_id = self.net.send(replica.idx, s.peer, dgram)
             self.msg_count[dgram_id] = n
             self.sender_incarnation[dgram_id] = replica.incarnation
+            for state in sent_states(dgram):
+                if state in s.sent:
+                    self.result.retransmissions += 1   # the same state on the wire again
+                else:
+                    s.sent.add(state)
             self.trace.emit(self.queue.now, f"tx {replica.idx}>{s.peer} #{dgram_id} "
                             f"len={len(dgram)} m={n} crc={zlib.crc32(dgram):08x}")
         self._check_queues(replica, s)
@@ -229,7 +256,10 @@ class Simulator:
             s.gen += 1
             s.armed_us = None
             return
-        t = max(math.ceil(deadline * US), self.queue.now)
+        t = math.ceil(deadline * US)
+        if seconds(t) < deadline:   # float rounding: the core must see now >= its deadline
+            t += 1
+        t = max(t, self.queue.now)
         if t == s.armed_us:
             return
         s.gen += 1
@@ -241,12 +271,12 @@ class Simulator:
             return
         s.armed_us = None
         deadline = s.core.next_deadline()
-        if deadline is not None and math.ceil(deadline * US) > self.queue.now:
+        if deadline is not None and deadline > self.now_s:
             self._arm(replica, s)
             return
         s.core.tick(self.now_s)
         after = s.core.next_deadline()
-        if after is not None and math.ceil(after * US) <= self.queue.now:
+        if after is not None and after <= self.now_s:
             s.stalls += 1
             if s.stalls == 100:
                 self.violation(f"replica {replica.idx}->{s.peer}: tick() does not move "
@@ -489,6 +519,17 @@ class Simulator:
         q = max([q] + [c.at_s + c.down_s for c in cfg.crashes])
         return q
 
+    def inject(self, r: int, batch: list[KernelEvent]) -> None:
+        """Feed kernel events to replica ``r`` now, as its kernel would (tests, schedules)."""
+        table = self.workloads[r].table
+        for kind, ev in batch:
+            if kind == DESTROY:
+                table.pop(ev.key(), None)
+            else:
+                table[ev.key()] = copy_entry(ev)
+        if self.replicas[r].up:
+            self._kernel_batch(r, batch)
+
     def cut(self, src: int, dst: int) -> None:
         """Cut the direction ``src -> dst`` until ``mend`` (or ``heal``)."""
         self.net.cut.add((src, dst))
@@ -566,7 +607,6 @@ class Simulator:
                 for k, v in _stats_dict(s.core).items():
                     totals[k] = totals.get(k, 0) + v
         res.core_stats = {k: v for k, v in sorted(totals.items()) if v}
-        res.retransmissions = totals.get("retransmitted", 0)
         res.network = {k: v for k, v in st.__dict__.items() if v}
         res.sim_seconds = round(self._rel(), 6)
         res.trace_sha256 = self.trace.sha256()

@@ -90,7 +90,8 @@ def test_network_counts_every_fate():
     assert net["dropped_loss"] > 0 and net["reordered"] > 0 and net["duplicated"] > 0
     assert net["dropped_checksum"] > 0          # single-bit flips never pass the checksum
     assert res.datagrams_sent == net["sent"]
-    assert net["sent"] + net["duplicated"] == (net["delivered"] + res.datagrams_dropped)
+    in_flight = net["sent"] + net["duplicated"] - net["delivered"] - res.datagrams_dropped
+    assert 0 <= in_flight <= 2      # the run stops as soon as the caches agree
 
 
 # -- convergence and invariants on the real core ------------------------------------------------
@@ -132,12 +133,12 @@ def test_notrack_under_loss_is_not_promised_to_converge():
 
 
 def test_asymmetric_partition_and_crash_restart_ftfw():
-    cfg = small(9, partitions=tuple(parse_partition("0>1@0.5+2")),
+    cfg = small(9, partitions=tuple(parse_partition("1>0@0.5+2")),
                 crashes=(Crash(1, 1.0, 1.5),), faults=LinkFaults(loss=0.05))
     res = run(cfg)
     assert res.invariant_violations == 0, res.violations
     assert res.liveness_failure is None
-    assert res.network["dropped_partition"] > 0 and res.network["dropped_down"] > 0
+    assert res.network.get("dropped_partition") and res.network.get("dropped_down")
 
 
 def test_three_replicas_mesh():

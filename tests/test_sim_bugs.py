@@ -1,0 +1,59 @@
+"""Minimal reproducers of protocol-core bugs found by the simulator (each names its seed).
+
+A test marked ``xfail(strict=True)`` documents a bug still open in ctools.sync: it fails today
+and turns into an error (XPASS) the moment the core is fixed — then drop the marker.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ctools.model import (
+    AF_INET,
+    IPPROTO_TCP,
+    IPS_ASSURED,
+    IPS_CONFIRMED,
+    IPS_SEEN_REPLY,
+    Entry,
+    Tuple,
+)
+from sim.config import SimConfig
+from sim.link import LinkFaults
+from sim.simulator import Simulator, run
+from sim.workload import NEW, UPDATE, WorkloadSpec, view
+
+QUIET = WorkloadSpec(entries=0, churn_s=0.0, churn_rate=0.0)
+
+
+def _flow(mark: int) -> Entry:
+    orig = Tuple(AF_INET, "10.0.0.1", "198.51.100.1", IPPROTO_TCP, 40000, 443)
+    reply = Tuple(AF_INET, "198.51.100.1", "10.0.0.1", IPPROTO_TCP, 443, 40000)
+    return Entry(orig, reply, status=IPS_CONFIRMED | IPS_SEEN_REPLY | IPS_ASSURED,
+                 tcp_state=3, timeout=432000, mark=mark)
+
+
+@pytest.mark.xfail(strict=True, reason="ctools.sync guard: an A->B->A update is taken for a "
+                   "replay (stale_content) and is silently never applied (found by swarm seed 14)")
+@pytest.mark.parametrize("mode", ["ftfw", "notrack", "alarm"])
+def test_state_that_returns_to_an_earlier_value_is_replicated(mode):
+    # Perfect network. The flow's mark goes 0 -> 1 -> 2 -> 1; each change leaves in its own
+    # round, so the last CT_UPD is byte for byte the second one but for its sequence number.
+    sim = Simulator(SimConfig(seed=1, mode=mode, workload=QUIET, liveness_bound_s=5.0))
+    sim.start()
+    for i, (kind, mark) in enumerate([(NEW, 0), (UPDATE, 1), (UPDATE, 2), (UPDATE, 1)]):
+        sim.run_until(0.1 * (i + 1))
+        sim.inject(0, [(kind, _flow(mark))])
+    sim.run_until(1.0)
+    got = sim.replicas[1].external.entries.get(_flow(1).key())
+    assert got is not None and view(got) == view(_flow(1)), \
+        f"peer kept {view(got) if got else None}, stats {sim.replicas[1].sessions[0].core.stats}"
+
+
+@pytest.mark.xfail(strict=True, reason="same guard bug under the swarm workload "
+                   "(TIME_WAIT timeout 120 -> 334968 -> 120)")
+def test_swarm_seed_14_converges():
+    # ctsim run --seed 14 --swarm: 1 % duplication, no loss; one entry never converges.
+    cfg = SimConfig(seed=14, workload=WorkloadSpec(entries=50, churn_s=5.0, churn_rate=50.0),
+                    faults=LinkFaults(duplicate=0.01, delay_min_us=1000, delay_mean_us=0))
+    res = run(cfg)
+    assert res.ok, (res.liveness_failure, res.core_stats)
