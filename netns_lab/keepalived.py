@@ -30,7 +30,10 @@ def keepalived_conf(cfg: LabConfig, topo: Topology, index: int, notify: Path,
     for n, (name, ifname) in enumerate((("CLIENT_LAN", "lan0"), ("SERVER_LAN", "lan1"))):
         v4 = [f"{a}/{p} dev {i}" for i, a, p in topo.vips() if i == ifname and ":" not in a]
         v6 = [f"{a}/{p} dev {i}" for i, a, p in topo.vips() if i == ifname and ":" in a]
-        vip_text = ""
+        # keepalived insists on one address per instance: without VIP management it holds
+        # a link-local token address, and the lab's hook raises the real VIPs
+        vip_text = (f"    virtual_ipaddress {{\n        169.254.{cfg.vrid % 256}.{n + 1}/32 dev "
+                    f"{ifname}\n    }}\n")
         if manage_vips:
             vip_text = "    virtual_ipaddress {\n" + "".join(f"        {x}\n" for x in v4) + "    }\n"
             if v6:
