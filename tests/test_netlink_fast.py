@@ -1,0 +1,163 @@
+"""The C accelerator renders exactly what the pure-Python decode+format path renders."""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_netlink_codec import entries, message
+
+from ctools.format.text import O_EXT, O_ID, O_KTMS, O_LABELS, format_entry
+from ctools.model import Entry, Tuple
+from ctools.netlink import CodecError, codec, fast
+from ctools.netlink import constants as C
+from ctools.netlink.socket import CtnetlinkSocket
+
+try:
+    from ctools._speedups import _ctfast
+except ImportError:  # the package also works without it; these tests then skip
+    _ctfast = None
+
+needs_ext = pytest.mark.skipif(_ctfast is None, reason="C accelerator not built "
+                               "(python -m ctools._speedups)")
+
+NOW = 1_700_000_000
+TIMEOUT = re.compile(r"^((?:ipv[46]\s+\d+ )?\S+\s+\d+ )\d+ ")
+LABELMAP = {0: "zero", 1: "one", 127: "top"}
+FLAG_SETS = (0, O_EXT, O_ID, O_EXT | O_ID, O_LABELS, O_KTMS, O_EXT | O_ID | O_LABELS)
+
+
+def python_line(payload, flags: int) -> str:
+    return format_entry(codec.decode_entry(payload), flags, None,
+                        LABELMAP if flags & O_LABELS else None, NOW)
+
+
+def c_must_handle(e: Entry, flags: int) -> bool:
+    """Entries the C formatter promises to render (everything else may fall back)."""
+    if e.secctx is not None or (flags & O_LABELS and e.labels is not None):
+        return False
+    if flags & O_KTMS and (e.timestamp_start is not None or e.timestamp_stop is not None):
+        return False
+    if e.timestamp_start is not None and (e.timestamp_start >> 62 or (e.timestamp_stop or 0) >> 62):
+        return False
+    if e.helper is not None and not all(0x20 <= ord(c) <= 0x7E for c in e.helper):
+        return False
+    for t in (e.orig, e.reply):
+        if t is not None and t.src is not None and t.dst is None:
+            return False
+    return True
+
+
+@needs_ext
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(entries())
+def test_c_lines_are_byte_identical(fe):
+    family, entry = fe
+    payload = message(family, codec.encode_entry(entry, readonly=True))
+    for flags in FLAG_SETS:
+        line = _ctfast.format_payload(payload, flags, NOW)
+        if line is None:
+            assert not c_must_handle(entry, flags), entry
+            continue
+        assert line == python_line(payload, flags)
+
+
+@needs_ext
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(entries(), st.data())
+def test_damaged_payloads_fall_back_or_agree(fe, data):
+    family, entry = fe
+    buf = bytearray(message(family, codec.encode_entry(entry, readonly=True)))
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(0, len(buf) - 1))
+        buf[pos] = data.draw(st.integers(0, 255))
+    payload = bytes(buf[:data.draw(st.integers(0, len(buf)))])
+    line = _ctfast.format_payload(payload, O_EXT | O_ID, NOW)
+    try:
+        expected = python_line(payload, O_EXT | O_ID)
+    except CodecError:
+        assert line is None
+        return
+    except UnicodeEncodeError:
+        return
+    assert line is None or line == expected
+
+
+@needs_ext
+@given(st.binary(max_size=200))
+def test_arbitrary_payloads_never_crash(data):
+    line = _ctfast.format_payload(data, 0, NOW)
+    if line is not None:
+        assert line == python_line(data, 0)
+
+
+def nlmsg(ty: int, seq: int, payload: bytes, flags: int = 0) -> bytes:
+    m = struct.pack("=IHHII", 16 + len(payload), ty, flags, seq, 0) + payload
+    return m + b"\0" * (-len(m) & 3)
+
+
+@needs_ext
+def test_format_dump_walks_a_buffer_like_the_python_loop():
+    plain = Entry(Tuple(2, "10.0.0.1", "10.0.0.2", 6, sport=1, dport=2),
+                  Tuple(2, "10.0.0.2", "10.0.0.1", 6, sport=2, dport=1),
+                  status=0xE, timeout=5, tcp_state=3, mark=1, use=1, id=9)
+    odd = Entry(Tuple(2, "10.0.0.3", "10.0.0.4", 17, sport=1, dport=2), secctx="system_u")
+    p1 = message(2, codec.encode_entry(plain, readonly=True))
+    p2 = message(2, codec.encode_entry(odd, readonly=True))
+    buf = (nlmsg(C.CT_NEW, 7, p1) + nlmsg(C.CT_NEW, 8, p2)  # seq 8 belongs to someone else
+           + nlmsg(C.CT_NEW, 7, p2) + nlmsg(C.CT_NEW, 7, p1)
+           + nlmsg(C.NLMSG_DONE, 7, struct.pack("=i", 0)) + nlmsg(C.CT_NEW, 7, p1))
+    seen = []
+
+    def fallback(payload):
+        seen.append(bytes(payload))
+        return python_line(payload, 0)
+
+    text, count, done, err = _ctfast.format_dump(buf, 7, 0, NOW, fallback)
+    assert (count, done, err) == (3, True, 0)
+    assert seen == [p2]
+    assert text == python_line(p1, 0) + python_line(p2, 0) + python_line(p1, 0)
+    # an error ends the dump and is reported
+    err_buf = nlmsg(C.CT_NEW, 7, p1) + nlmsg(C.NLMSG_ERROR, 7, struct.pack("=i", -22) + bytes(16))
+    assert _ctfast.format_dump(err_buf, 7, 0, NOW, fallback)[1:] == (1, True, 22)
+    # the fallback may skip an entry (filters): it is then not counted
+    assert _ctfast.format_dump(nlmsg(C.CT_NEW, 7, p2), 7, 0, NOW, lambda p: None)[:2] == ("", 0)
+    with pytest.raises(ValueError):
+        _ctfast.format_dump(b"\x05\0\0\0" + bytes(12), 7, 0, NOW, fallback)
+
+
+@pytest.mark.root
+def test_fast_and_pure_paths_agree_on_a_real_dump(netns_factory):
+    ns = netns_factory("ctnl")
+    ns.run("sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1")
+    ns.run("sysctl", "-qw", "net.netfilter.nf_conntrack_timestamp=1")
+    from ctools.library import Conntrack
+    es = [Entry(Tuple(2, f"10.20.{i >> 8}.{i & 255}", "10.21.0.1", (6, 17, 132, 47, 1)[i % 5],
+                      **({"icmp_type": 8, "icmp_code": 0, "icmp_id": i} if i % 5 == 4
+                         else {"sport": i, "dport": 80})),
+                timeout=100 + i, mark=i % 3, zone=i % 4 or None,
+                tcp_state=3 if i % 5 == 0 else None, sctp_state=4 if i % 5 == 2 else None,
+                sctp_vtag_orig=7 if i % 5 == 2 else None, sctp_vtag_reply=8 if i % 5 == 2 else None,
+                status=6 if i % 2 else None)
+          for i in range(1500)]
+    es.append(Entry(Tuple(10, "2001:db8::1", "2001:db8::2", 6, sport=1, dport=2), timeout=50,
+                    tcp_state=3, helper="ftp"))
+    with Conntrack(netns=ns.name) as ct:
+        assert ct.create_many(es) == [0] * len(es)
+    for flags in (0, O_EXT | O_ID, O_KTMS):
+        outputs = []
+        for use in (True, False):
+            parts: list[str] = []
+            with CtnetlinkSocket(netns=ns.name) as sock:
+                n = fast.dump_text(sock, C.CT_GET, 0, b"", flags,
+                                   lambda p, f=flags: python_line(p, f), parts.append,
+                                   now=NOW, use_speedups=use)
+            assert n == len(es)
+            outputs.append("".join(parts))
+        # timeouts tick between the two dumps: compare everything else
+        strip = [[TIMEOUT.sub(r"\1", ln) for ln in out.splitlines()] for out in outputs]
+        assert sorted(strip[0]) == sorted(strip[1])
+        assert "delta-time=" in outputs[0] and "packets=0 bytes=0" in outputs[0]
