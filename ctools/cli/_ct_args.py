@@ -482,6 +482,7 @@ def parse(argv: list[str], output: int = 0) -> Request:
             if prefix is not None:
                 tmpl.orig_cidr = prefix
                 tmpl.mask.src = prefix_mask(fam, prefix)
+                req.options.add("mask-src")
         elif c == "d":
             fam, addr, prefix = address(optarg, name, True)
             tmpl.ct.orig.dst = addr
@@ -489,6 +490,7 @@ def parse(argv: list[str], output: int = 0) -> Request:
             if prefix is not None:
                 tmpl.dst_cidr = prefix
                 tmpl.mask.dst = prefix_mask(fam, prefix)
+                req.options.add("mask-dst")
         elif c == "r":
             fam, addr, _ = address(optarg, name, False)
             tmpl.ct.reply.src = addr

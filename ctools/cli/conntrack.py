@@ -350,6 +350,9 @@ class Runner:
         for name in ("status", "timeout", "mark", "zone", "tcp_state", "sctp_state",
                      "sctp_vtag_orig", "sctp_vtag_reply", "dccp_state", "dccp_role"):
             setattr(e, name, getattr(t, name))
+        for name in ("sctp_vtag_orig", "sctp_vtag_reply"):
+            if getattr(e, name) is not None:
+                setattr(e, name, fsave.host_vtag(getattr(e, name)))
         if e.tcp_state is not None:
             flags = 0x0A | (0x04 if e.tcp_state >= TCP_STATE["TIME_WAIT"] else 0)
             e.tcp_flags_orig = e.tcp_flags_reply = (flags, flags)
@@ -402,6 +405,11 @@ class Runner:
             new = _updated(req, e)
             if new is None:
                 continue
+            # 1.4.7 names the entry by its original tuple only (no zones): entries in a
+            # zone answer ENOENT and are skipped, like the reference does
+            lookup = _copy_tuple(e.orig)
+            lookup.zone = None
+            new.orig = lookup
             try:
                 self.sock.request(C.CT_NEW, 0, e.orig.family,
                                   codec.encode_entry(new, for_update=True))
@@ -409,9 +417,7 @@ class Runner:
                 # 1.4.7 reports the refusal, then still re-reads and counts the entry
                 self.out.flush()
                 sys.stderr.write(f"Operation failed: {err_text(exc.errno, P.CT_UPDATE)}\n")
-            attrs = codec.encode_tuple(e.orig, C.CTA_TUPLE_ORIG)
-            if e.zone is not None:
-                attrs += codec.nla_be16(C.CTA_ZONE, e.zone)
+            attrs = codec.encode_tuple(lookup, C.CTA_TUPLE_ORIG)
             try:
                 replies = self.sock.request(C.CT_GET, 0, e.orig.family, attrs)
             except NetlinkError as exc:
@@ -651,8 +657,9 @@ def _updated(req: Request, e: Entry) -> Entry | None:
         put("mark", ((e.mark or 0) & ~mask & 0xFFFFFFFF) ^ value)
     for name in ("tcp_state", "sctp_state", "dccp_state", "sctp_vtag_orig", "sctp_vtag_reply",
                  "dccp_role"):
-        if getattr(ct, name) is not None:
-            put(name, getattr(ct, name))
+        value = getattr(ct, name)
+        if value is not None:
+            put(name, fsave.host_vtag(value) if "vtag" in name else value)
     if t.label_add is not None or t.label_del is not None:
         old = e.labels or 0
         if t.label_add is not None:
@@ -955,7 +962,8 @@ def _report(exc: CtError) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: returns (and exits with) the reference's exit status."""
     argv = list(sys.argv if argv is None else argv)
-    argv[0] = PROG
+    if not argv:
+        argv = [PROG]
     try:
         status = _main(argv)
     except CtError as exc:

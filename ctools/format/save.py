@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ctools.format.text import DCCP_STATES, L4_NAMES, SCTP_STATES
 from ctools.model import (
     IPS_ASSURED,
@@ -42,6 +44,12 @@ def is_dpat(e: Entry) -> bool:
     if e.status is not None and not e.status & IPS_DST_NAT_DONE:
         return False
     return e.reply.sport != e.orig.dport
+
+
+def host_vtag(value: int) -> int:
+    """libnetfilter_conntrack moves SCTP vtags in host byte order (the kernel's attribute is
+    big endian), so the C tool shows and sends them byte-swapped on little-endian hosts."""
+    return int.from_bytes(value.to_bytes(4, "big"), sys.byteorder)
 
 
 def _state_name(table: tuple, value: int) -> str:
@@ -87,9 +95,9 @@ def format_save(e: Entry, op: str = "-A") -> str:
             if e.sctp_state is not None:
                 add(f"--state {_state_name(SCTP_STATES, e.sctp_state)}")
             if e.sctp_vtag_orig is not None:
-                add(f"--orig-vtag {e.sctp_vtag_orig}")
+                add(f"--orig-vtag {host_vtag(e.sctp_vtag_orig)}")
             if e.sctp_vtag_reply is not None:
-                add(f"--reply-vtag {e.sctp_vtag_reply}")
+                add(f"--reply-vtag {host_vtag(e.sctp_vtag_reply)}")
         elif proto == 33:
             if e.dccp_state is not None:
                 add(f"--state {_state_name(DCCP_STATES, e.dccp_state)}")

@@ -1,0 +1,1 @@
+"""Differential helpers and the conformance runner for the ``conntrack`` CLI tests."""
