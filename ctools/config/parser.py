@@ -254,6 +254,11 @@ class _Parser:
                     sync.mode = mode  # type: ignore[assignment]
                     sync.mode_explicit = True
                     break
+            if sync.commit_timeout and sync.disable_external_cache:
+                # committing needs an external cache; conntrackd drops the clause likewise
+                self.warn(self.toks[-1], "'CommitTimeout' has no effect with"
+                          " 'DisableExternalCache on'; ignored")
+                sync.commit_timeout = 0
         return self.cfg
 
     # ------------------------------------------------------------------ General
