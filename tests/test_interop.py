@@ -9,61 +9,26 @@ receiver re-converges.
 
 from __future__ import annotations
 
-import re
-import subprocess
-
 import pytest
 from conftest import REF_CONNTRACKD, need_root
-from daemon_helpers import OURS, Replica, wait_for
-from netns import Netns
+from daemon_helpers import (
+    FLOWS,
+    OURS,
+    Replica,
+    config,
+    flows_in,
+    kernel_flows,
+    veth_pair,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.reference]
 
-LINK4 = ("10.77.0.1", "10.77.0.2")
-LINK6 = ("fd77::1", "fd77::2")
-DEV = ("ctdva", "ctdvb")
-FLOWS = [f"192.168.7.{i}" for i in (1, 2, 3)]
-
-
 @pytest.fixture(scope="module")
 def link():
-    """Two namespaces joined by a veth, conntrack on, addresses v4 and v6."""
     need_root()
-    a, b = Netns("ctd"), Netns("ctd")
-    try:
-        subprocess.run(["ip", "link", "add", DEV[0], "netns", a.name, "type", "veth",
-                        "peer", "name", DEV[1], "netns", b.name], check=True)
-        for ns, dev, v4, v6 in ((a, DEV[0], LINK4[0], LINK6[0]), (b, DEV[1], LINK4[1], LINK6[1])):
-            ns.enable_conntrack()
-            ns.run("ip", "addr", "add", f"{v4}/24", "dev", dev)
-            ns.run("ip", "addr", "add", f"{v6}/64", "dev", dev, "nodad")
-            ns.run("ip", "link", "set", dev, "up")
-        yield a, b
-    finally:
-        a.close()
-        b.close()
-
-
-def _channel(transport: str, side: int, v6: bool) -> str:
-    me, peer = (LINK6 if v6 else LINK4)[side], (LINK6 if v6 else LINK4)[1 - side]
-    fam = "IPv6" if v6 else "IPv4"
-    if transport == "Multicast":
-        if v6:
-            return (f"Multicast {{\n IPv6_address ff02::77\n Interface {DEV[side]}\n"
-                    " Group 3781\n}\n")
-        return (f"Multicast {{\n IPv4_address 225.0.0.77\n IPv4_interface {me}\n"
-                f" Group 3781\n Interface {DEV[side]}\n}}\n")
-    return (f"{transport} {{\n {fam}_address {me}\n {fam}_Destination_Address {peer}\n"
-            f" Port 3780\n Interface {DEV[side]}\n}}\n")
-
-
-def config(mode: str, transport: str, side: int, v6: bool = False, mode_extra: str = "") -> str:
-    timers = {"ALARM": "RefreshTime 2\n CacheTimeout 20\n"}.get(mode, "")
-    # default HashSize: with <= 8192 the reference refuses -f after a commit (1.4.7 quirk)
-    return ("  Filter From Userspace { Address Ignore { IPv4_address 10.77.0.0/24 "
-            "IPv6_address fd77::/64 } }\n}\n"
-            f"Sync {{\n Mode {mode} {{\n {timers}{mode_extra} }}\n"
-            f"{_channel(transport, side, v6)}}}\n")
+    with veth_pair() as pair:
+        yield pair
 
 
 def _impl(name: str) -> list[str]:
@@ -74,12 +39,8 @@ def _impl(name: str) -> list[str]:
     return [REF_CONNTRACKD]
 
 
-def _flows(text: str) -> set[str]:
-    return {m.group(1) for m in re.finditer(r"src=(192\.168\.7\.\d+) ", text)}
-
-
-def _kernel_flows(ns) -> set[str]:
-    return _flows(ns.run("conntrack", "-L", check=False).stdout.decode())
+_flows = flows_in
+_kernel_flows = kernel_flows
 
 
 class Pair:

@@ -32,6 +32,7 @@ class Daemon:
         self.stopping: asyncio.Event | None = None
         self.children: list[tuple[int, str]] = []
         self.request_sock = None
+        self.metrics = None
 
     # ---- life cycle
     def init(self) -> None:
@@ -51,6 +52,17 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGPIPE, lambda: None)
         if self.control is not None:
             await self.control.start()
+        metrics = self.cfg.general.metrics
+        if metrics is not None:
+            from ctools.daemon.metrics import MetricsServer
+
+            self.metrics = MetricsServer(self, metrics.address, metrics.port)
+            try:
+                await self.metrics.start()
+            except OSError as exc:
+                self.log.error(f"can't open metrics endpoint {metrics.address}:{metrics.port}: "
+                               f"{exc.strerror}")
+                self.metrics = None
         await self.start()
         await self.stopping.wait()
 
@@ -61,6 +73,9 @@ class Daemon:
     # ---- requests
     def bad_request(self) -> None:
         self.runtime.local_read_failed += 1
+
+    def request_failed(self, code: int, exc: Exception) -> None:
+        self.log.error(f"request {code} failed: {type(exc).__name__}: {exc}")
 
     def handle(self, code: int, arg: int | None):
         """Dispatch one control request; returns text, None, or an awaitable."""
@@ -102,5 +117,5 @@ class Daemon:
         except OSError as exc:
             self.log.error(f"flush kernel table failed: {exc}")
 
-    def health(self) -> tuple[bool, str]:
-        return True, "running (no peer in this mode)"
+    def peer_silence(self) -> float | None:
+        return None

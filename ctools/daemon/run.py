@@ -80,7 +80,8 @@ def run_daemon(cfg: cfgm.Config, detach: bool, log: DaemonLog) -> int:
         except OSError:
             log.error("can't open unix socket!")
             raise
-        daemon.control = ControlServer(sock, g.unix.path, daemon.handle, daemon.bad_request)
+        daemon.control = ControlServer(sock, g.unix.path, daemon.handle, daemon.bad_request,
+                                       daemon.request_failed)
         daemon.init()
     except Exception as exc:  # noqa: BLE001 - every start-up failure ends the same way
         if not isinstance(exc, OSError) or "unix socket" not in str(exc):

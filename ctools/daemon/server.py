@@ -40,11 +40,13 @@ class ControlServer:
     """
 
     def __init__(self, sock: socket.socket, path: str, handler: Handler,
-                 on_bad_request: Callable[[], None]) -> None:
+                 on_bad_request: Callable[[], None],
+                 on_error: Callable[[int, Exception], None] | None = None) -> None:
         self.sock = sock
         self.path = path
         self.handler = handler
         self.on_bad_request = on_bad_request
+        self.on_error = on_error or (lambda code, exc: None)
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -66,9 +68,13 @@ class ControlServer:
                 except (TimeoutError, asyncio.IncompleteReadError, OSError):
                     self.on_bad_request()
                     return
-            reply = self.handler(code, arg)
-            if asyncio.iscoroutine(reply) or isinstance(reply, asyncio.Future):
-                reply = await reply
+            try:
+                reply = self.handler(code, arg)
+                if asyncio.iscoroutine(reply) or isinstance(reply, asyncio.Future):
+                    reply = await reply
+            except Exception as exc:  # noqa: BLE001 - one bad request must not stop the daemon
+                self.on_error(code, exc)
+                reply = None
             if reply:
                 writer.write(reply.encode() if isinstance(reply, str) else reply)
                 await writer.drain()

