@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT / "fuzz"))
 import fuzzlib  # noqa: E402
 
 HARNESSES = fuzzlib.discover()
-SMOKE_RUNS = int(os.environ.get("FUZZ_SMOKE_RUNS", "3000"))
-SMOKE_SECONDS = float(os.environ.get("FUZZ_SMOKE_SECONDS", "2.5"))
+SMOKE_RUNS = int(os.environ.get("FUZZ_SMOKE_RUNS", "2000"))
+SMOKE_SECONDS = float(os.environ.get("FUZZ_SMOKE_SECONDS", "1.5"))
 
 
 def load_or_skip(path: Path):
@@ -35,11 +35,27 @@ def load_or_skip(path: Path):
         raise
 
 
+# Findings reported to the owner and not fixed yet: harness -> (text of the failure, note).
+# The harness smoke turns into an expected failure only for exactly that failure; each one
+# also has a named, strict-xfail regression test below that flips once the bug is fixed.
+KNOWN_OPEN = {
+    "cli_args": ("UnicodeEncodeError", "conntrack -p with a non-UTF-8 name: traceback in "
+                 "ctools/cli/_ct_proto.find_proto (CLI engineer)"),
+}
+
+
 @pytest.mark.parametrize("path", HARNESSES, ids=[p.stem for p in HARNESSES])
 def test_harness_smoke(path: Path) -> None:
     module = load_or_skip(path)
     corpus = fuzzlib.seeds(fuzzlib.corpus_name(module, path)) + fuzzlib.regressions(path.stem)
-    runs = fuzzlib.smoke(module.TestOneInput, corpus, runs=SMOKE_RUNS, seconds=SMOKE_SECONDS)
+    try:
+        runs = fuzzlib.smoke(module.TestOneInput, corpus, runs=SMOKE_RUNS,
+                             seconds=SMOKE_SECONDS)
+    except fuzzlib.FuzzFailure as exc:
+        known = KNOWN_OPEN.get(path.stem)
+        if known and known[0] in str(exc):
+            pytest.xfail(f"known open finding: {known[1]}")
+        raise
     assert runs >= min(len(corpus), SMOKE_RUNS)
 
 
@@ -132,3 +148,21 @@ def test_driver_runs_atheris_and_counts(tmp_path: Path) -> None:
     assert "1 findings" in proc.stdout
     crashes = list((tmp_path / "out" / "demo_crash").glob("crash-*"))
     assert crashes and crashes[0].read_bytes().startswith(b"ok")
+
+
+# --- regression tests: one per finding ------------------------------------------------------
+
+def _run_conntrack(*argv: bytes) -> subprocess.CompletedProcess:
+    pytest.importorskip("ctools.cli.conntrack", reason="our conntrack is not in the tree yet")
+    code = "import sys; from ctools.cli.conntrack import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                          cwd=ROOT, timeout=30)
+
+
+@pytest.mark.xfail(strict=True, reason="open: traceback in _ct_proto.find_proto (CLI engineer)")
+def test_finding_cli_protocol_name_not_utf8() -> None:
+    """cli_args found it: ``conntrack -L -p $'\\xb9'`` died with UnicodeEncodeError from
+    ``socket.getprotobyname``. The reference says `\\xb9' unsupported protocol, exit 2."""
+    proc = _run_conntrack(b"-L", b"-p", b"\xb9")
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
+    assert proc.returncode == 2 and b"unsupported protocol" in proc.stderr
