@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_options(sw)
     sw.add_argument("--losses", default="0,10,20,30,40", help="percentages")
     sw.add_argument("--runs", type=int, default=1)
+    sw.add_argument("--sets", default="ours,c",
+                    help="replica kinds to compare, comma-separated (overrides --replicas)")
     sw.add_argument("--csv", default="docs/data/lab_sweep.csv")
     sw.add_argument("--png", default="docs/plots/lab_sweep.png")
     pr = sub.add_parser("probe", help="crafted packets against the rule-set (scapy)")
@@ -208,11 +210,20 @@ def _dispatch(args: argparse.Namespace, out: Console) -> int:
         out.print(f"remove it with: ctlab down --prefix {cfg.prefix}")
         return EXIT_OK
     if args.command == "sweep":
-        from .sweep import run_sweep
+        import dataclasses
+
+        from .sweep import plot, run_sweep, write_csv
         losses = [percent(x) for x in args.losses.split(",") if x.strip()]
-        rows = run_sweep(cfg, losses, runs=args.runs, flows=args.flows,
-                         udp_flows=args.udp_flows, csv_path=args.csv, png_path=args.png,
-                         progress=lambda m: out.print(f"[dim]{m}[/]"))
+        rows = []
+        for kind in [k.strip() for k in args.sets.split(",") if k.strip()]:
+            kcfg = dataclasses.replace(cfg, replicas=kind)
+            kcfg.validate()
+            rows += run_sweep(kcfg, losses, runs=args.runs, flows=args.flows,
+                              udp_flows=args.udp_flows,
+                              progress=lambda m, k=kind: out.print(f"[dim]{k}: {m}[/]"))
+        write_csv(rows, args.csv)
+        plot(rows, args.png)
+        out.print(f"wrote {args.csv} and {args.png}")
         for row in rows:
             out.print(row)
         if args.json:

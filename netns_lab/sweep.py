@@ -52,15 +52,20 @@ def run_sweep(cfg: LabConfig, losses: list[float], runs: int = 1, flows: int = 2
             row["run"] = run + 1
             rows.append(row)
     if csv_path:
-        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-        with open(csv_path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=FIELDS)
-            w.writeheader()
-            for row in rows:
-                w.writerow({k: row.get(k) for k in FIELDS})
+        write_csv(rows, csv_path)
     if png_path:
         plot(rows, png_path)
     return rows
+
+
+def write_csv(rows: list[dict], csv_path: str) -> None:
+    """The sweep rows as CSV (columns FIELDS)."""
+    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS)
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: row.get(k) for k in FIELDS})
 
 
 def plot(rows: list[dict], png_path: str) -> None:
