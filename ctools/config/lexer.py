@@ -59,13 +59,13 @@ _KW_BY_FIRST: dict[str, tuple[str, ...]] = {}
 for _kw in sorted(KEYWORDS, key=len, reverse=True):
     _KW_BY_FIRST[_kw[0]] = _KW_BY_FIRST.get(_kw[0], ()) + (_kw,)
 
-_BOOLS = (  # (kind, per-position character sets) in the C scanner's order
+_BOOLS: tuple[tuple[str, tuple[str, ...]], ...] = (  # (kind, per-position char sets) in the C scanner's order
     (ON, ("o|O", "n|N")),
     (ON, ("y|Y", "e|E", "s|S")),
     (OFF, ("o|O", "f|F", "f|F")),
     (OFF, ("n|N", "o|O")),
 )
-_MODES = (  # (canonical mode, legacy name?, per-position character sets)
+_MODES: tuple[tuple[str, bool, tuple[str, ...]], ...] = (  # (mode, old name?, char sets)
     ("alarm", False, ("A|a", "L|l", "A|a", "R|r", "M|m")),
     ("alarm", True, ("P|p", "E|e", "R|r", "S|s", "I|i", "S|s", "T|t", "E|e", "N|n", "T|")),
     ("ftfw", False, ("F|f", "T|t", "F|f", "W|w")),
@@ -167,7 +167,8 @@ def tokenize(text: str) -> list[Token]:
             continue
         col = pos - line_start + 1
         # candidates: (length, kind, value), tried in the C scanner's rule order
-        best_len, best_kind, best_value = 0, CHAR, None
+        best_len, best_kind = 0, CHAR
+        best_value: object = None
         for kw in _KW_BY_FIRST.get(c, ()):
             if text.startswith(kw, pos):
                 best_len, best_kind, best_value = len(kw), KEYWORD, kw

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import cast
 
 from . import lexer as lx
 from .errors import ConfigError
@@ -536,7 +537,7 @@ class _Parser:
             if tok.kind != lx.MODE:
                 raise self.unexpected(tok, "a synchronisation mode (FTFW, ALARM or NOTRACK)"
                                       " after 'Mode'")
-            name, legacy = tok.value  # type: ignore[misc]
+            name, legacy = cast("tuple[str, bool]", tok.value)
             if legacy:
                 self.warn(tok, f"'{tok.text}' is the old name of mode '{name}'; please"
                           f" write {name.upper()}")
