@@ -188,7 +188,9 @@ Sync {
     assert cfg.mode == "sync" and s.mode == "ftfw" and s.mode_explicit
     assert (s.resend_queue_size, s.ack_window_size) == (100, 20)
     assert s.disable_external_cache and s.startup_resync
-    assert (s.commit_timeout, s.purge_timeout) == (5, 9)
+    # CommitTimeout means nothing without an external cache: dropped, as conntrackd does
+    assert (s.commit_timeout, s.purge_timeout) == (0, 9)
+    assert any("CommitTimeout" in w.message for w in cfg.warnings)
     a, b = s.channels
     assert isinstance(a, UdpChannel) and isinstance(b, UdpChannel)
     assert (a.family, a.address, a.destination, a.port, a.interface) == (
