@@ -95,7 +95,8 @@ def inverse(t: Tuple) -> Tuple:
                  icmp_type, t.icmp_code, t.icmp_id, t.zone)
 
 
-def _with_reply(entry: Entry) -> Entry:
+def with_reply(entry: Entry) -> Entry:
+    """The entry itself if it has a reply tuple, else a copy with the inverse of orig."""
     if entry.reply is not None or entry.orig is None:
         return entry
     copy = Entry(**{n: getattr(entry, n) for n in Entry.__slots__})
@@ -215,7 +216,7 @@ class Conntrack:
         original one.
         """
         flags = C.NLM_F_CREATE | (C.NLM_F_EXCL if exclusive else 0)
-        entry = _with_reply(entry)
+        entry = with_reply(entry)
         self.sock.request(C.CT_NEW, flags, codec.tuple_family(_tuple_of(entry)),
                           codec.encode_entry(entry))
 
@@ -237,7 +238,7 @@ class Conntrack:
         """Create many entries with batched requests; one errno per entry (0 = created)."""
         flags = C.NLM_F_CREATE | (C.NLM_F_EXCL if exclusive else 0)
         return self.sock.batch(
-            (C.CT_NEW, flags, codec.tuple_family(_tuple_of(e)), codec.encode_entry(_with_reply(e)))
+            (C.CT_NEW, flags, codec.tuple_family(_tuple_of(e)), codec.encode_entry(with_reply(e)))
             for e in entries)
 
     # -- events --------------------------------------------------------------------------------

@@ -161,3 +161,65 @@ def test_fast_and_pure_paths_agree_on_a_real_dump(netns_factory):
         strip = [[TIMEOUT.sub(r"\1", ln) for ln in out.splitlines()] for out in outputs]
         assert sorted(strip[0]) == sorted(strip[1])
         assert "delta-time=" in outputs[0] and "packets=0 bytes=0" in outputs[0]
+
+
+@needs_ext
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(entries(), st.sampled_from(("NEW", "UPDATE", "DESTROY")))
+def test_c_event_lines_are_byte_identical(fe, kind):
+    family, entry = fe
+    payload = message(family, codec.encode_entry(entry, readonly=True))
+    for flags in (0, O_EXT | O_ID):
+        line = fast.event_line(payload, kind, flags, NOW)
+        if line is None:
+            assert not c_must_handle(entry, flags)
+            continue
+        assert line == format_entry(codec.decode_entry(payload), flags, kind, None, NOW)
+        assert fast.event_line(payload, kind, flags, NOW, " [USERSPACE] portid=5") == (
+            line[:-1] + " [USERSPACE] portid=5\n")
+
+
+SEND_UDP = ("import socket\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "for p in range(2000, 2300):\n"
+            "    s.sendto(b'x', ('127.0.0.1', p))\n")
+
+
+@pytest.mark.root
+def test_event_drain_fast_and_pure_agree(netns_factory, ref_conntrack):
+    import select
+    import sys
+    ns = netns_factory("ctnl")
+    ns.run("nft", "-f", "-", input=b"table ip ctnlt {\n chain o {\n"
+           b"  type filter hook output priority 0\n  ct state new accept\n }\n}\n")
+    seen: dict[bool, list[str]] = {True: [], False: []}
+    calls: dict[bool, list[tuple[str, int]]] = {True: [], False: []}
+
+    def fallback_for(use):
+        def fallback(kind, pid, payload):
+            calls[use].append((kind, pid))
+            suffix = f" [USERSPACE] portid={pid}" if pid else ""
+            line = format_entry(codec.decode_entry(payload), 0, kind, None, NOW)
+            return line[:-1] + suffix + "\n"
+        return fallback
+
+    with CtnetlinkSocket(C.CT_EVENT_GROUPS, netns=ns.name, rcvbuf=1 << 22) as a, \
+            CtnetlinkSocket(C.CT_EVENT_GROUPS, netns=ns.name, rcvbuf=1 << 22) as b:
+        ns.run(sys.executable, "-c", SEND_UDP)   # 300 kernel-made NEW events
+        ns.run(ref_conntrack, "-F")               # 300 DESTROY events caused by a process
+        for use, sock in ((True, a), (False, b)):
+            total = 0
+            while total < 600 and select.select([sock], [], [], 3)[0]:
+                text, n, err = fast.events_text(sock, 0, fallback_for(use), now=NOW,
+                                                use_speedups=use)
+                assert err == 0
+                seen[use].append(text)
+                total += n
+            assert total == 600
+    assert "".join(seen[True]) == "".join(seen[False])
+    text = "".join(seen[True])
+    assert text.count("    [NEW] udp      17 ") == 300 and text.count("[DESTROY] ") == 300
+    assert text.count(" [USERSPACE] portid=") == 300
+    # the C path only handed the userspace-caused events to the fallback
+    assert len(calls[True]) == 300 and all(k == "DESTROY" and p for k, p in calls[True])
+    assert len(calls[False]) == 600

@@ -29,8 +29,3 @@ def build(directory: str = HERE, quiet: bool = False) -> list[str]:
         subprocess.run(cmd, check=True, capture_output=quiet)
         built.append(out)
     return built
-
-
-if __name__ == "__main__":
-    for path in build():
-        print(path)

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/socket.h>
 
 /* output option bits shared with ctools.format.text */
@@ -24,6 +25,7 @@
 #define O_ID 8
 #define O_KTMS 16
 #define O_LABELS 32
+#define O_EVENT (1 << 16)   /* private: an event line (no use= field) */
 
 #define NLA_TYPE_MASK 0x3fff
 
@@ -529,7 +531,7 @@ static int format_entry(obuf *o, const centry *e, int flags, long long now)
         memcpy(w, e->helper, e->helper_len); w += e->helper_len;
         *w++ = ' ';
     }
-    if (e->has_use)
+    if (e->has_use && !(flags & O_EVENT))
         w = put_kv(w, "use=", e->use);
     if ((flags & O_ID) && e->has_id)
         w = put_kv(w, "id=", e->id);
@@ -678,7 +680,115 @@ static PyObject *format_payload(PyObject *self, PyObject *args)
     return ret;
 }
 
+PyDoc_STRVAR(format_events_doc,
+"format_events(fd, flags, now, fallback, max_bytes) -> (text, count, errno)\n\n"
+"Read every ctnetlink event already queued on the netlink socket fd (non-blocking)\n"
+"and format each as a `conntrack -E` line (\"    [NEW] ...\").  Events caused by a\n"
+"userspace process (portid != 0) and entries the C formatter does not handle are\n"
+"passed to fallback(kind, portid, payload) -> str | None.  Stops when the socket is\n"
+"empty, on an error (errno, e.g. ENOBUFS, with the text so far) or once max_bytes of\n"
+"text are ready.");
+
+static PyObject *format_events(PyObject *self, PyObject *args)
+{
+    static const char *const prefix[3] = {"    [NEW] ", " [UPDATE] ", "[DESTROY] "};
+    static const char *const kinds[3] = {"NEW", "UPDATE", "DESTROY"};
+    PyObject *fallback, *ret = NULL, *owner = NULL;
+    int fd, flags, err = 0;
+    long long now;
+    Py_ssize_t max_bytes, count = 0;
+    obuf o = {0};
+    unsigned char *buf = NULL;
+    const Py_ssize_t bufsize = 1 << 17;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iiLOn", &fd, &flags, &now, &fallback, &max_bytes))
+        return NULL;
+    buf = PyMem_Malloc(bufsize);
+    if (!buf || ob_reserve(&o, 65536) < 0) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    while (o.len < max_bytes) {
+        ssize_t n = recv(fd, buf, bufsize, MSG_DONTWAIT);
+        Py_ssize_t off = 0;
+        if (n < 0) {
+            if (errno == EINTR) {
+                if (PyErr_CheckSignals() < 0)
+                    goto out;
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                err = errno;
+            break;
+        }
+        while (off + 16 <= n) {
+            uint32_t mlen, pid;
+            uint16_t mtype, mflags;
+            memcpy(&mlen, buf + off, 4);
+            memcpy(&mtype, buf + off + 4, 2);
+            memcpy(&mflags, buf + off + 6, 2);
+            memcpy(&pid, buf + off + 12, 4);
+            if (mlen < 16 || off + (Py_ssize_t)mlen > n) {
+                PyErr_Format(PyExc_ValueError, "bad netlink message length %u", mlen);
+                goto out;
+            }
+            if (mtype >= 16) {
+                int k = (mtype & 0xff) == 2 ? 2 : ((mflags & (0x400 | 0x200)) ? 0 : 1);
+                const unsigned char *pl = buf + off + 16;
+                Py_ssize_t plen = mlen - 16, start = o.len;
+                centry e;
+                int r = 1;
+                if (pid == 0 && !parse_entry(pl, plen, &e)) {
+                    size_t pn = strlen(prefix[k]);
+                    if (ob_reserve(&o, pn) < 0)
+                        goto out;
+                    memcpy(o.p + o.len, prefix[k], pn);
+                    o.len += pn;
+                    r = format_entry(&o, &e, flags | O_EVENT, now);
+                    if (r < 0)
+                        goto out;
+                    if (r)
+                        o.len = start;  /* undo the prefix */
+                    else if (o.len - start == (Py_ssize_t)pn + 1) {
+                        /* nothing but the prefix: its blank is the line's trailing one */
+                        o.p[o.len - 2] = '\n';
+                        o.len--;
+                    }
+                }
+                if (r == 0) {
+                    count++;
+                } else {
+                    PyObject *res, *payload = PyBytes_FromStringAndSize((const char *)pl, plen);
+                    if (!payload)
+                        goto out;
+                    res = PyObject_CallFunction(fallback, "sIN", kinds[k], (unsigned)pid,
+                                                payload);
+                    if (!res)
+                        goto out;
+                    if (res != Py_None) {
+                        Py_ssize_t tn;
+                        const char *ts = PyUnicode_AsUTF8AndSize(res, &tn);
+                        if (!ts || ob_reserve(&o, tn) < 0) { Py_DECREF(res); goto out; }
+                        memcpy(o.p + o.len, ts, tn);
+                        o.len += tn;
+                        count++;
+                    }
+                    Py_DECREF(res);
+                }
+            }
+            off += (mlen + 3) & ~3u;
+        }
+    }
+    ret = Py_BuildValue("(Nni)", PyUnicode_DecodeUTF8(o.p, o.len, "strict"), count, err);
+out:
+    Py_XDECREF(owner);
+    PyMem_Free(buf);
+    PyMem_Free(o.p);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
+    {"format_events", format_events, METH_VARARGS, format_events_doc},
     {"format_dump", format_dump, METH_VARARGS, format_dump_doc},
     {"format_payload", format_payload, METH_VARARGS, format_payload_doc},
     {NULL, NULL, 0, NULL},

@@ -33,7 +33,12 @@ try:
 except ImportError:
     _ctfast = None
 
-__all__ = ["HAVE_SPEEDUPS", "dump_text", "format_payload"]
+__all__ = ["HAVE_SPEEDUPS", "dump_text", "format_payload", "event_line", "events_text",
+           "EVENT_PREFIX", "O_EVENT"]
+
+# `conntrack -E` line prefixes (same text as ctools.format.text.EVENT_PREFIX)
+EVENT_PREFIX = {"NEW": "    [NEW] ", "UPDATE": " [UPDATE] ", "DESTROY": "[DESTROY] "}
+O_EVENT = 1 << 16  # private flag of the C formatter: event line, no use= field
 
 HAVE_SPEEDUPS = _ctfast is not None
 _I32 = struct.Struct("=i")
@@ -44,6 +49,62 @@ def format_payload(payload, flags: int, now: int | None = None) -> str | None:
     if _ctfast is None:
         return None
     return _ctfast.format_payload(payload, flags, int(time.time()) if now is None else now)
+
+
+def event_line(payload, kind: str, flags: int, now: int | None = None,
+               suffix: str = "") -> str | None:
+    """One event as a ``conntrack -E`` text line by the C formatter, or None.
+
+    Equal to ``format_entry(decode_entry(payload), flags, kind)`` with ``suffix`` (e.g.
+    `` [USERSPACE] portid=N``) inserted before the newline.
+    """
+    if _ctfast is None:
+        return None
+    line = _ctfast.format_payload(payload, flags | O_EVENT,
+                                  int(time.time()) if now is None else now)
+    if line is None:
+        return None
+    prefix = EVENT_PREFIX[kind]
+    if line == "\n":  # an empty entry: the prefix's blank is the trailing one
+        prefix = prefix[:-1]
+    return prefix + (line[:-1] + suffix + "\n" if suffix else line)
+
+
+def events_text(sock, flags: int, fallback: Callable[[str, int, memoryview], str | None],
+                *, now: int | None = None, max_bytes: int = 65536,
+                use_speedups: bool = True) -> tuple[str, int, int]:
+    """Format every event already queued on ``sock`` (never blocks).
+
+    Returns ``(text, count, errno)``: the lines of the drained events, how many, and 0 or
+    the receive error that stopped the drain (ENOBUFS: events were lost; the socket stays
+    usable).  Wait for readability first (select/poll on ``sock``).  Events caused by a
+    userspace process (portid != 0, they need a ``[USERSPACE]`` suffix) and entries the C
+    formatter does not render go to ``fallback(kind, portid, payload) -> str | None``
+    (None = filtered out); without the accelerator every event goes there.
+    """
+    if now is None:
+        now = int(time.time())
+    if _ctfast is not None and use_speedups:
+        try:
+            return _ctfast.format_events(sock.fileno(), flags, now, fallback, max_bytes)
+        except ValueError as exc:
+            raise CodecError(str(exc)) from None
+    from ctools.library import event_type
+
+    parts: list[str] = []
+    size = count = err = 0
+    try:
+        for ty, mflags, pid, payload in sock.recv_events(nonblock=True):
+            line = fallback(event_type(ty, mflags), pid, payload)
+            if line is not None:
+                parts.append(line)
+                size += len(line)
+                count += 1
+            if size >= max_bytes:
+                break
+    except NetlinkError as exc:
+        err = exc.errno
+    return "".join(parts), count, err
 
 
 def dump_text(sock, msg_type: int, family: int, attrs: bytes, flags: int,
