@@ -517,6 +517,8 @@ class Lab:
             "replicas": self.cfg.replicas,
             "implementations": {f"fw{i}": r.kind for i, r in self.replicas.items()},
             "ha": self.cfg.ha,
+            "hook_script": str(self.replicas[self.master].primary_backup_script)
+            if self.replicas else None,
             "close_window": self.cfg.close_window,
             "seed": self.cfg.seed,
             "impairment": self.cfg.impairment.as_dict(),

@@ -23,7 +23,8 @@ from .topology import Topology
 
 C_CONNTRACKD = "/usr/sbin/conntrackd"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_SCRIPT = REPO_ROOT / "share" / "primary-backup.sh"
+SHIPPED_SCRIPTS = (REPO_ROOT / "share" / "ctools" / "primary-backup.sh",
+                   Path(sys.prefix) / "share" / "ctools" / "primary-backup.sh")
 
 
 def binary_for(kind: str) -> str:
@@ -172,7 +173,7 @@ NOTIFY = """#!/bin/bash
 LOG={rundir}/{name}.notify.log
 echo "start $EPOCHREALTIME $1" >> $LOG
 export CONNTRACKD_BIN={wrapper} CONNTRACKD_CONFIG={conf} CONNTRACKD_LOCK={lock}
-export CONNTRACKD={wrapper} CONFIG={conf} LOCK={lock}
+export CONNTRACKD={wrapper} CTOOLS_DEFAULTS=/dev/null
 case "$1" in
 primary|master|MASTER)
     # the conntrackd wrapper raises the VIPs right after the commit (see {wrapper})
@@ -224,8 +225,11 @@ class Replica:
 
     @property
     def primary_backup_script(self) -> Path:
-        """share/primary-backup.sh when ctools ships it, else the lab's stand-in."""
-        return SHIPPED_SCRIPT if SHIPPED_SCRIPT.exists() else self.rundir / "primary-backup.sh"
+        """ctools' share/ctools/primary-backup.sh, else the lab's stand-in."""
+        for path in SHIPPED_SCRIPTS:
+            if path.exists():
+                return path
+        return self.rundir / "primary-backup.sh"
 
     def _write_files(self, topo: Topology, manage_vips: bool) -> None:
         self.conf.write_text(conntrackd_conf(self.cfg, topo, self.index, self.rundir))
