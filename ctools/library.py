@@ -246,17 +246,21 @@ class Conntrack:
                family: int = AF_UNSPEC) -> Iterator[Event]:
         """Yield conntrack events until the iterator is closed.
 
-        Uses its own socket subscribed to ``groups`` (NEW | UPDATE | DESTROY bits).  On a
-        receive buffer overrun it raises :class:`NetlinkError` (errno ENOBUFS): events were
-        lost; call ``events()`` again to continue.
+        The subscription (its own socket, joined to ``groups``: NEW | UPDATE | DESTROY bits)
+        is made by this call, so no event after it is missed even before the first
+        ``next()``.  On a receive buffer overrun the iterator raises
+        :class:`NetlinkError` (errno ENOBUFS): events were lost; call ``events()`` again.
         """
-        with CtnetlinkSocket(groups & C.CT_EVENT_GROUPS, rcvbuf=rcvbuf,
-                             netns=self.netns) as sock:
-            decode = codec.decode_entry
-            for ty, flags, pid, payload in sock.recv_events():
-                if family and payload[0] != family:
-                    continue
-                yield Event(event_type(ty, flags), decode(payload), pid, payload[0], flags)
+        sock = CtnetlinkSocket(groups & C.CT_EVENT_GROUPS, rcvbuf=rcvbuf, netns=self.netns)
+        return _event_stream(sock, codec.decode_entry, family)
+
+
+def _event_stream(sock: CtnetlinkSocket, decode, family: int) -> Iterator[Event]:
+    with sock:
+        for ty, flags, pid, payload in sock.recv_events():
+            if family and payload[0] != family:
+                continue
+            yield Event(event_type(ty, flags), decode(payload), pid, payload[0], flags)
 
 
 class Expectations:
@@ -322,10 +326,8 @@ class Expectations:
 
     def events(self, *, rcvbuf: int | None = None) -> Iterator[Event]:
         """Yield expectation events (NEW/UPDATE/DESTROY); see :meth:`Conntrack.events`."""
-        with CtnetlinkSocket(C.EXP_EVENT_GROUPS, rcvbuf=rcvbuf, netns=self.netns) as sock:
-            for ty, flags, pid, payload in sock.recv_events():
-                yield Event(event_type(ty, flags), codec.decode_expect(payload), pid,
-                            payload[0], flags)
+        sock = CtnetlinkSocket(C.EXP_EVENT_GROUPS, rcvbuf=rcvbuf, netns=self.netns)
+        return _event_stream(sock, codec.decode_expect, AF_UNSPEC)
 
     @staticmethod
     def _lookup(obj: Tuple | Expect) -> tuple[int, bytes]:
