@@ -477,6 +477,10 @@ class Simulator:
         """Does this mode promise convergence under the faults that actually happened?"""
         if self.tainted:
             return False
+        if self.cfg.mode == "ftfw" and max(d.faults.loss for d in self.net.dirs.values()) >= 0.5:
+            # A lost NACK is only re-requested when the peer NACKs the message that carried
+            # it: recovery is a random walk that stops drifting home at 50 % loss (§4.4).
+            return False
         if self.cfg.mode == "notrack":
             st = self.net.stats
             return not (st.dropped or st.reordered or st.duplicated or self.cfg.crashes
