@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ import fuzzlib  # noqa: E402
 from config_gen import generate  # noqa: E402
 
 CORPUS = ROOT / "fuzz" / "corpus" / "config"
+REF = shutil.which("conntrackd", path="/usr/sbin:/sbin:/usr/bin")
 _SYNTAX = re.compile(r"parsing config file in line \((\d+)\), symbol '(.*)': syntax error", re.S)
 
 
@@ -163,3 +165,17 @@ def test_mutated_corpus_same_verdict(ref):
         if c_accepts != (exc is None) and not known_difference(data, c_accepts, out, exc):
             differ.append((i, data, out[-200:], str(exc)))
     assert not differ, differ[:3]
+
+
+@pytest.mark.parametrize("depth, accepted", [(1665, True), (1666, False)])
+def test_nested_helper_types_bounded_like_c_parser_stack(depth, accepted, request):
+    """Type blocks nest; C's parser stack holds 1665 levels. No RecursionError here."""
+    data = ("Helper { " + "Type ftp inet tcp { QueueNum 1 " * depth + "} " * depth
+            + "}\n").encode()
+    exc = ours(data)
+    assert (exc is None) == accepted, exc
+    if exc is not None:
+        assert "nested too deeply" in exc.message
+    if REF is not None:
+        ref = Reference(REF, request.getfixturevalue("tmp_path"))
+        assert ref.verdict(data)[0] == accepted

@@ -67,6 +67,8 @@ _CHANNEL_CLAUSES = {
 _CHANNEL_CLASS: dict[str, type[Channel]] = {
     "Multicast": McastChannel, "UDP": UdpChannel, "TCP": TcpChannel,
 }
+# Deepest nesting of Helper Type blocks the C parser's stack (10000 entries) holds.
+HELPER_NESTING_MAX = 1665
 _STATE_KEYWORDS = {s: s for s in TCP_FILTER_STATES} | {"CLOSED": "CLOSE"}
 _U32 = 0xFFFFFFFF
 
@@ -766,11 +768,7 @@ class _Parser:
                                  f" {HELPER_POLICY_NAME_MAX} characters")
             pending.append(("policy", pol, name))
 
-        def helper_type(t: Token) -> None:
-            name = self.string(t, "a helper name")
-            l3 = self.string(name, "inet or inet6")
-            l4 = self.string(l3, "tcp or udp")
-            self.block(f"Type {name.text}", t, items)
+        def close_type(name: Token, l3: Token, l4: Token) -> None:
             if l3.text not in ("inet", "inet6"):
                 raise self.error(l3, f"unknown layer 3 protocol '{l3.text}': expected inet"
                                  " or inet6")
@@ -793,6 +791,41 @@ class _Parser:
                     setattr(ht, what, value)
             pending.clear()
             h.types.append(ht)
+
+        def helper_type(t: Token) -> None:
+            # Type blocks may nest (the C grammar allows it); an explicit stack instead of
+            # recursion, bounded like the C parser's stack.
+            stack: list[tuple[Token, Token, Token, Token]] = []
+
+            def open_type(opener: Token) -> None:
+                if len(stack) >= HELPER_NESTING_MAX:
+                    raise self.error(opener, "Helper Type blocks nested too deeply (at most"
+                                     f" {HELPER_NESTING_MAX} levels)")
+                name = self.string(opener, "a helper name")
+                l3 = self.string(name, "inet or inet6")
+                l4 = self.string(l3, "tcp or udp")
+                self.expect_char("{", f"to open the Type {name.text} block")
+                stack.append((opener, name, l3, l4))
+
+            open_type(t)
+            while stack:
+                tok = self.next()
+                if tok.kind == lx.CHAR and tok.text == "}":
+                    _, name, l3, l4 = stack.pop()
+                    close_type(name, l3, l4)
+                elif tok.kind == lx.KEYWORD and tok.text == "Type":
+                    open_type(tok)
+                elif tok.kind == lx.KEYWORD and tok.text in ("QueueNum", "QueueLen", "Policy"):
+                    items[tok.text](tok)
+                else:
+                    opener, name = stack[-1][0], stack[-1][1]
+                    if tok.kind == lx.EOF:
+                        raise self.error(tok, "unexpected end of file: missing '}' to close the"
+                                         f" Type {name.text} block opened at line"
+                                         f" {opener.line}, column {opener.col}")
+                    raise self.error(tok, f"unexpected {tok.describe()} in the Type"
+                                     f" {name.text} block; expected '}}' or one of: Type,"
+                                     " QueueNum, QueueLen, Policy")
 
         items: dict[str, Callable[[Token], None]] = {
             "Type": helper_type, "QueueNum": queue_num, "QueueLen": queue_len,
