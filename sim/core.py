@@ -10,28 +10,15 @@ import dataclasses
 import inspect
 from typing import Any
 
-try:  # the real core
-    import ctools.sync.alarm  # noqa: F401
-    import ctools.sync.ftfw  # noqa: F401
-    import ctools.sync.notrack  # noqa: F401
+from ctools.sync import (
+    Apply,
+    PeerRestarted,
+    ResyncRequested,
+    SyncParams,
+    make_sync,
+)
 
-    from ctools.sync import (  # type: ignore[attr-defined]
-        Apply,
-        PeerRestarted,
-        ResyncRequested,
-        SyncParams,
-        make_sync,
-    )
-    REAL_CORE = True
-except ImportError:  # pragma: no cover - only while ctools.sync is being written
-    from sim._standin import (  # type: ignore[assignment]
-        Apply,
-        PeerRestarted,
-        ResyncRequested,
-        SyncParams,
-        make_sync,
-    )
-    REAL_CORE = False
+REAL_CORE = True  # there is no stand-in: the simulator always runs ctools.sync
 
 __all__ = ["Apply", "PeerRestarted", "REAL_CORE", "ResyncRequested", "build_core",
            "build_params", "param_names"]

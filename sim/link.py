@@ -182,6 +182,7 @@ class Network:
         self._next_id = 0
         self.healed = False   # partitions stop once the run heals; link noise goes on
         self.cut: set[tuple[int, int]] = set()   # directions cut right now (step API)
+        self.drop_next: dict[tuple[int, int], int] = {}   # targeted losses (step API)
 
     def partitioned(self, src: int, dst: int, t_us: int) -> bool:
         """True when ``src -> dst`` is cut at absolute time ``t_us``."""
@@ -216,6 +217,11 @@ class Network:
         if self.partitioned(src, dst, now):
             st.dropped_partition += 1
             self._drop(src, dst, "partition", dgram_id)
+            return dgram_id
+        if self.drop_next.get((src, dst)):
+            self.drop_next[(src, dst)] -= 1
+            st.dropped_loss += 1
+            self._drop(src, dst, "loss", dgram_id)
             return dgram_id
         if d.lost():
             st.dropped_loss += 1

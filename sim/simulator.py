@@ -424,8 +424,8 @@ class Simulator:
         for s in replica.sessions.values():
             for obj in replica.internal.objects():
                 s.core.local_update("dump", obj, now)
-            if self.cfg.startup_resync:
-                s.core.request_resync(now)
+            if self.cfg.startup_resync and "startup_resync" not in sync.param_names():
+                s.core.request_resync(now)   # (a core that knows the option sends it itself)
             if self.cfg.restart_bulk:
                 s.core.bulk_send(replica.internal.objects(), now)
             self._flush(replica, s)
@@ -533,6 +533,11 @@ class Simulator:
                 table[ev.key()] = copy_entry(ev)
         if self.replicas[r].up:
             self._kernel_batch(r, batch)
+
+    def drop_next(self, src: int, dst: int, count: int = 1) -> None:
+        """Lose the next ``count`` datagrams sent on ``src -> dst`` (targeted fault)."""
+        self.net.drop_next[(src, dst)] = self.net.drop_next.get((src, dst), 0) + count
+        self.trace.emit(self.queue.now, f"drop-next {src}>{dst} {count}")
 
     def cut(self, src: int, dst: int) -> None:
         """Cut the direction ``src -> dst`` until ``mend`` (or ``heal``)."""
