@@ -223,3 +223,34 @@ def test_event_drain_fast_and_pure_agree(netns_factory, ref_conntrack):
     # the C path only handed the userspace-caused events to the fallback
     assert len(calls[True]) == 300 and all(k == "DESTROY" and p for k, p in calls[True])
     assert len(calls[False]) == 600
+
+
+@needs_ext
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(entries(), st.data())
+def test_c_decoder_equals_python_decoder(fe, data):
+    family, entry = fe
+    payload = message(family, codec.encode_entry(entry, readonly=True))
+    got = _ctfast.decode_entry(payload)
+    assert got == codec.decode_entry_py(payload) == entry
+    assert type(got) is Entry and (got.orig is None or type(got.orig) is Tuple)
+    # damaged input: C gives up (None) or agrees with Python; never a different answer
+    buf = bytearray(payload)
+    for _ in range(data.draw(st.integers(1, 3))):
+        buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+    damaged = bytes(buf[:data.draw(st.integers(0, len(buf)))])
+    c = _ctfast.decode_entry(damaged)
+    try:
+        py = codec.decode_entry_py(damaged)
+    except CodecError:
+        assert c is None
+    else:
+        assert c is None or c == py
+
+
+@needs_ext
+@given(st.binary(max_size=200))
+def test_c_decoder_on_arbitrary_bytes(data):
+    c = _ctfast.decode_entry(data)
+    if c is not None:
+        assert c == codec.decode_entry_py(data)

@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -787,7 +788,435 @@ out:
     return ret;
 }
 
+/* ---- decode_entry: payload -> ctools.model.Entry, without Python-level code ----------- */
+
+/* Slot offsets of the model classes, looked up once from their member descriptors. */
+#define MAX_SLOTS 64
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t n;
+    Py_ssize_t off[MAX_SLOTS];
+    const char *names[MAX_SLOTS];
+} slotmap;
+
+static slotmap ENTRY, TUPLE, NATRANGE;
+static int model_ready = 0;
+
+static int load_slots(PyObject *model, const char *clsname, slotmap *m)
+{
+    PyObject *cls = PyObject_GetAttrString(model, clsname), *slots = NULL;
+    Py_ssize_t i;
+    if (!cls)
+        return -1;
+    slots = PyObject_GetAttrString(cls, "__slots__");
+    if (!slots || !PyTuple_Check(slots) || PyTuple_GET_SIZE(slots) > MAX_SLOTS) {
+        PyErr_Format(PyExc_TypeError, "%s.__slots__ must be a tuple", clsname);
+        goto fail;
+    }
+    m->n = PyTuple_GET_SIZE(slots);
+    for (i = 0; i < m->n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(slots, i);
+        PyObject *d = PyObject_GetAttr(cls, name);
+        if (!d)
+            goto fail;
+        if (Py_TYPE(d) != &PyMemberDescr_Type) {
+            Py_DECREF(d);
+            PyErr_Format(PyExc_TypeError, "%s.%U is not a slot", clsname, name);
+            goto fail;
+        }
+        m->off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        m->names[i] = PyUnicode_AsUTF8(name);
+        Py_DECREF(d);
+    }
+    m->type = (PyTypeObject *)cls;  /* keeps the reference */
+    Py_DECREF(slots);
+    return 0;
+fail:
+    Py_XDECREF(slots);
+    Py_DECREF(cls);
+    return -1;
+}
+
+static Py_ssize_t slot_index(const slotmap *m, const char *name)
+{
+    Py_ssize_t i;
+    for (i = 0; i < m->n; i++)
+        if (!strcmp(m->names[i], name))
+            return i;
+    return -1;
+}
+
+/* indices of the slots we fill */
+enum { T_FAMILY, T_SRC, T_DST, T_PROTO, T_SPORT, T_DPORT, T_ITYPE, T_ICODE, T_IID, T_ZONE,
+       T_COUNT };
+static const char *const TUPLE_FIELDS[T_COUNT] = {"family", "src", "dst", "proto", "sport",
+    "dport", "icmp_type", "icmp_code", "icmp_id", "zone"};
+enum { N_MIN_IP, N_MAX_IP, N_MIN_PORT, N_MAX_PORT, N_COUNT };
+static const char *const NAT_FIELDS[N_COUNT] = {"min_ip", "max_ip", "min_port", "max_port"};
+enum { E_ORIG, E_REPLY, E_MASTER, E_STATUS, E_TIMEOUT, E_MARK, E_MARK_MASK, E_SECMARK,
+       E_SECCTX, E_ZONE, E_USE, E_ID, E_OP, E_OB, E_RP, E_RB, E_TCP_STATE, E_WS_O, E_WS_R,
+       E_TF_O, E_TF_R, E_SCTP_STATE, E_VT_O, E_VT_R, E_DCCP_STATE, E_DCCP_ROLE, E_DCCP_SEQ,
+       E_HELPER, E_NAT_SRC, E_NAT_DST, E_SEQ_O, E_SEQ_R, E_TS_START, E_TS_STOP, E_LABELS,
+       E_LABELS_MASK, E_SYNPROXY, E_STATUS_MASK, E_TS_EVENT, E_COUNT };
+static const char *const ENTRY_FIELDS[E_COUNT] = {"orig", "reply", "master", "status",
+    "timeout", "mark", "mark_mask", "secmark", "secctx", "zone", "use", "id", "orig_packets",
+    "orig_bytes", "reply_packets", "reply_bytes", "tcp_state", "tcp_wscale_orig",
+    "tcp_wscale_reply", "tcp_flags_orig", "tcp_flags_reply", "sctp_state", "sctp_vtag_orig",
+    "sctp_vtag_reply", "dccp_state", "dccp_role", "dccp_handshake_seq", "helper", "nat_src",
+    "nat_dst", "seq_adj_orig", "seq_adj_reply", "timestamp_start", "timestamp_stop",
+    "labels", "labels_mask", "synproxy", "status_mask", "timestamp_event"};
+static Py_ssize_t T_OFF[T_COUNT], N_OFF[N_COUNT], E_OFF[E_COUNT];
+
+static int model_init(void)
+{
+    PyObject *model;
+    int i;
+    if (model_ready)
+        return 0;
+    model = PyImport_ImportModule("ctools.model");
+    if (!model)
+        return -1;
+    if (load_slots(model, "Entry", &ENTRY) || load_slots(model, "Tuple", &TUPLE)
+            || load_slots(model, "NatRange", &NATRANGE)) {
+        Py_DECREF(model);
+        return -1;
+    }
+    Py_DECREF(model);
+    for (i = 0; i < T_COUNT; i++)
+        if ((T_OFF[i] = slot_index(&TUPLE, TUPLE_FIELDS[i])) < 0) goto missing;
+    for (i = 0; i < N_COUNT; i++)
+        if ((N_OFF[i] = slot_index(&NATRANGE, NAT_FIELDS[i])) < 0) goto missing;
+    for (i = 0; i < E_COUNT; i++)
+        if ((E_OFF[i] = slot_index(&ENTRY, ENTRY_FIELDS[i])) < 0) goto missing;
+    for (i = 0; i < T_COUNT; i++) T_OFF[i] = TUPLE.off[T_OFF[i]];
+    for (i = 0; i < N_COUNT; i++) N_OFF[i] = NATRANGE.off[N_OFF[i]];
+    for (i = 0; i < E_COUNT; i++) E_OFF[i] = ENTRY.off[E_OFF[i]];
+    model_ready = 1;
+    return 0;
+missing:
+    PyErr_SetString(PyExc_TypeError, "ctools.model changed: a field is missing");
+    return -1;
+}
+
+/* A fresh instance with every slot None. */
+static PyObject *new_obj(const slotmap *m)
+{
+    PyObject *o = m->type->tp_alloc(m->type, 0);
+    Py_ssize_t i;
+    if (!o)
+        return NULL;
+    for (i = 0; i < m->n; i++) {
+        PyObject **slot = (PyObject **)((char *)o + m->off[i]);
+        *slot = Py_NewRef(Py_None);
+    }
+    return o;
+}
+
+/* Replace a slot's value; steals `v`; NULL v = error already set. */
+static int set_slot(PyObject *o, Py_ssize_t off, PyObject *v)
+{
+    PyObject **slot = (PyObject **)((char *)o + off);
+    PyObject *old = *slot;
+    if (!v)
+        return -1;
+    *slot = v;
+    Py_XDECREF(old);
+    return 0;
+}
+
+static PyObject *addr_str(int v6, const unsigned char *a)
+{
+    char tmp[64];
+    char *end = put_addr(tmp, v6, a);
+    return PyUnicode_FromStringAndSize(tmp, end - tmp);
+}
+
+static PyObject *u(unsigned long long v) { return PyLong_FromUnsignedLongLong(v); }
+
+/* NULL + no exception = malformed (the caller returns None); NULL + exception = error */
+static PyObject *build_tuple(const unsigned char *b, Py_ssize_t off, Py_ssize_t end, int family)
+{
+    ctuple t;
+    PyObject *o;
+    if (parse_tuple(b, off, end, family, &t))
+        return NULL;
+    o = new_obj(&TUPLE);
+    if (!o)
+        return NULL;
+    if (set_slot(o, T_OFF[T_FAMILY], u((unsigned)t.family))
+        || (t.has_src && set_slot(o, T_OFF[T_SRC], addr_str(t.src_v6, t.src)))
+        || (t.has_dst && set_slot(o, T_OFF[T_DST], addr_str(t.dst_v6, t.dst)))
+        || (t.has_proto && set_slot(o, T_OFF[T_PROTO], u(t.proto)))
+        || (t.has_sport && set_slot(o, T_OFF[T_SPORT], u(t.sport)))
+        || (t.has_dport && set_slot(o, T_OFF[T_DPORT], u(t.dport)))
+        || (t.has_itype && set_slot(o, T_OFF[T_ITYPE], u(t.itype)))
+        || (t.has_icode && set_slot(o, T_OFF[T_ICODE], u(t.icode)))
+        || (t.has_iid && set_slot(o, T_OFF[T_IID], u(t.iid)))
+        || (t.has_zone && set_slot(o, T_OFF[T_ZONE], u(t.zone)))) {
+        Py_DECREF(o);
+        return NULL;
+    }
+    return o;
+}
+
+static PyObject *build_string(const unsigned char *b, Py_ssize_t s, Py_ssize_t n)
+{
+    Py_ssize_t i = s;
+    while (i < n && b[i])
+        i++;
+    return PyUnicode_DecodeUTF8((const char *)b + s, i - s, "surrogateescape");
+}
+
+/* The Python decoder's dict-based walk keeps the last of duplicate attributes; so do we. */
+#define MALFORMED do { goto malformed; } while (0)
+
+static PyObject *build_nat(const unsigned char *b, Py_ssize_t off, Py_ssize_t end)
+{
+    PyObject *r;
+    if (parse_nat(b, off, end))
+        return NULL;
+    r = new_obj(&NATRANGE);
+    if (!r)
+        return NULL;
+    while (off + 4 <= end) {
+        unsigned ln = attr_len(b + off), ty = attr_type(b + off);
+        const unsigned char *v = b + off + 4;
+        int err = 0;
+        if (ty == 1 || ty == 2)
+            err = set_slot(r, N_OFF[ty == 1 ? N_MIN_IP : N_MAX_IP], addr_str(0, v));
+        else if (ty == 4 || ty == 5)
+            err = set_slot(r, N_OFF[ty == 4 ? N_MIN_IP : N_MAX_IP], addr_str(1, v));
+        else if (ty == 3) {
+            Py_ssize_t p = off + 4, n = off + ln;
+            for (; p + 4 <= n && !err; p = (p + attr_len(b + p) + 3) & ~(Py_ssize_t)3) {
+                unsigned t2 = attr_type(b + p);
+                if (t2 == 1 || t2 == 2)
+                    err = set_slot(r, N_OFF[t2 == 1 ? N_MIN_PORT : N_MAX_PORT],
+                                   u(get16(b + p + 4)));
+            }
+        }
+        if (err) { Py_DECREF(r); return NULL; }
+        off = (off + ln + 3) & ~(Py_ssize_t)3;
+    }
+    return r;
+}
+
+static PyObject *build_triplet(const unsigned char *b, Py_ssize_t off, Py_ssize_t end)
+{
+    static const unsigned need[4] = {0, 4, 4, 4};
+    PyObject *v[3] = {NULL, NULL, NULL}, *t;
+    int i;
+    if (check_members(b, off, end, need, 4))
+        return NULL;
+    for (; off + 4 <= end; off = (off + attr_len(b + off) + 3) & ~(Py_ssize_t)3) {
+        unsigned ty = attr_type(b + off);
+        if (ty >= 1 && ty <= 3) {
+            Py_XDECREF(v[ty - 1]);
+            v[ty - 1] = u(get32(b + off + 4));
+            if (!v[ty - 1]) goto fail;
+        }
+    }
+    t = PyTuple_New(3);
+    if (!t) goto fail;
+    for (i = 0; i < 3; i++)
+        PyTuple_SET_ITEM(t, i, v[i] ? v[i] : Py_NewRef(Py_None));
+    return t;
+fail:
+    for (i = 0; i < 3; i++) Py_XDECREF(v[i]);
+    return NULL;
+}
+
+static PyObject *build_labels(const unsigned char *b, Py_ssize_t s, Py_ssize_t n)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* host-order u32 words, word i = bits 32i..: on little endian that is one LE integer */
+    return _PyLong_FromByteArray(b + s, n - s, 1, 0);
+#else
+    return NULL;
+#endif
+}
+
+static int put_counters(PyObject *e, const unsigned char *b, Py_ssize_t s, Py_ssize_t n,
+                        int ip, int ib)
+{
+    int hp = 0, hb = 0;
+    uint64_t p = 0, by = 0;
+    if (parse_counters(b, s, n, &hp, &p, &hb, &by))
+        return 1;
+    if (set_slot(e, E_OFF[ip], hp ? u(p) : Py_NewRef(Py_None)))
+        return -1;
+    return set_slot(e, E_OFF[ib], hb ? u(by) : Py_NewRef(Py_None));
+}
+
+static int put_protoinfo(PyObject *e, const unsigned char *b, Py_ssize_t off, Py_ssize_t end)
+{
+    centry scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    if (parse_protoinfo(b, off, end, &scratch))  /* validates every member's size */
+        return 1;
+    while (off + 4 <= end) {
+        unsigned ln = attr_len(b + off), ty = attr_type(b + off);
+        Py_ssize_t p = off + 4, n = off + ln;
+        for (; p + 4 <= n; p = (p + attr_len(b + p) + 3) & ~(Py_ssize_t)3) {
+            unsigned t2 = attr_type(b + p);
+            const unsigned char *v = b + p + 4;
+            int slot = -1;
+            PyObject *val = NULL;
+            if (ty == 1) {
+                switch (t2) {
+                case 1: slot = E_TCP_STATE; val = u(v[0]); break;
+                case 2: slot = E_WS_O; val = u(v[0]); break;
+                case 3: slot = E_WS_R; val = u(v[0]); break;
+                case 4: case 5:
+                    slot = t2 == 4 ? E_TF_O : E_TF_R;
+                    val = Py_BuildValue("(ii)", v[0], v[1]);
+                    break;
+                }
+            } else if (ty == 3) {
+                switch (t2) {
+                case 1: slot = E_SCTP_STATE; val = u(v[0]); break;
+                case 2: slot = E_VT_O; val = u(get32(v)); break;
+                case 3: slot = E_VT_R; val = u(get32(v)); break;
+                }
+            } else if (ty == 2) {
+                switch (t2) {
+                case 1: slot = E_DCCP_STATE; val = u(v[0]); break;
+                case 2: slot = E_DCCP_ROLE; val = u(v[0]); break;
+                case 3: slot = E_DCCP_SEQ; val = u(get64(v)); break;
+                }
+            }
+            if (slot >= 0 && set_slot(e, E_OFF[slot], val))
+                return -1;
+        }
+        off = (n + 3) & ~(Py_ssize_t)3;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(decode_entry_doc,
+"decode_entry(payload) -> Entry | None\n\n"
+"The same Entry as ctools.netlink.codec's Python decoder, or None when the payload is\n"
+"malformed (the Python decoder then raises the precise CodecError).");
+
+static PyObject *decode_entry(PyObject *self, PyObject *arg)
+{
+    static const unsigned ts_need[3] = {0, 8, 8};
+    Py_buffer view;
+    PyObject *e = NULL;
+    const unsigned char *b;
+    Py_ssize_t end, off = 4;
+    int family;
+    (void)self;
+    if (!model_ready && model_init() < 0)
+        return NULL;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    b = view.buf;
+    end = view.len;
+    if (end < 4)
+        goto malformed;
+    family = b[0];
+    e = new_obj(&ENTRY);
+    if (!e)
+        goto error;
+    while (off + 4 <= end) {
+        unsigned ln = attr_len(b + off), ty = attr_type(b + off);
+        Py_ssize_t s = off + 4, nxt = off + ln;
+        const unsigned char *v = b + s;
+        int slot = -1, r;
+        PyObject *val = NULL;
+        if (ln < 4 || nxt > end)
+            goto malformed;
+        switch (ty) {
+        case 1: case 2: case 14:
+            slot = ty == 1 ? E_ORIG : ty == 2 ? E_REPLY : E_MASTER;
+            val = build_tuple(b, s, nxt, family);
+            if (!val) { if (PyErr_Occurred()) goto error; goto malformed; }
+            break;
+        case 3: case 7: case 8: case 11: case 12: case 17: case 21: case 26:
+            if (ln != 8) goto malformed;
+            slot = ty == 3 ? E_STATUS : ty == 7 ? E_TIMEOUT : ty == 8 ? E_MARK
+                 : ty == 11 ? E_USE : ty == 12 ? E_ID : ty == 17 ? E_SECMARK
+                 : ty == 21 ? E_MARK_MASK : E_STATUS_MASK;
+            val = u(get32(v));
+            break;
+        case 27:
+            if (ln != 12) goto malformed;
+            slot = E_TS_EVENT; val = u(get64(v));
+            break;
+        case 18:
+            if (ln != 6 && ln != 8) goto malformed;
+            slot = E_ZONE; val = u(get16(v));
+            break;
+        case 4:
+            r = put_protoinfo(e, b, s, nxt);
+            if (r < 0) goto error;
+            if (r) goto malformed;
+            break;
+        case 9: case 10:
+            r = put_counters(e, b, s, nxt, ty == 9 ? E_OP : E_RP, ty == 9 ? E_OB : E_RB);
+            if (r < 0) goto error;
+            if (r) goto malformed;
+            break;
+        case 5: case 19: {
+            Py_ssize_t stop = 0, h;
+            if (check_nest(b, s, nxt)) goto malformed;
+            h = find_attr(b, s, nxt, 1, &stop);
+            if (h >= 0) {
+                slot = ty == 5 ? E_HELPER : E_SECCTX;
+                val = build_string(b, h, stop);
+            }
+            break;
+        }
+        case 6: case 13:
+            slot = ty == 6 ? E_NAT_SRC : E_NAT_DST;
+            val = build_nat(b, s, nxt);
+            if (!val) { if (PyErr_Occurred()) goto error; goto malformed; }
+            break;
+        case 15: case 16: case 24:
+            slot = ty == 15 ? E_SEQ_O : ty == 16 ? E_SEQ_R : E_SYNPROXY;
+            val = build_triplet(b, s, nxt);
+            if (!val) { if (PyErr_Occurred()) goto error; goto malformed; }
+            break;
+        case 20: {
+            Py_ssize_t p;
+            if (check_members(b, s, nxt, ts_need, 3)) goto malformed;
+            for (p = s; p + 4 <= nxt; p = (p + attr_len(b + p) + 3) & ~(Py_ssize_t)3) {
+                unsigned t2 = attr_type(b + p);
+                if ((t2 == 1 || t2 == 2)
+                        && set_slot(e, E_OFF[t2 == 1 ? E_TS_START : E_TS_STOP],
+                                    u(get64(b + p + 4))))
+                    goto error;
+            }
+            break;
+        }
+        case 22: case 23:
+            if ((ln - 4) % 4) goto malformed;
+            slot = ty == 22 ? E_LABELS : E_LABELS_MASK;
+            val = build_labels(b, s, nxt);
+            if (!val) { if (PyErr_Occurred()) goto error; goto malformed; }
+            break;
+        default:
+            break;
+        }
+        if (slot >= 0 && set_slot(e, E_OFF[slot], val))
+            goto error;
+        off = (nxt + 3) & ~(Py_ssize_t)3;
+    }
+    PyBuffer_Release(&view);
+    return e;
+malformed:
+    Py_XDECREF(e);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(e);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"decode_entry", decode_entry, METH_O, decode_entry_doc},
     {"format_events", format_events, METH_VARARGS, format_events_doc},
     {"format_dump", format_dump, METH_VARARGS, format_dump_doc},
     {"format_payload", format_payload, METH_VARARGS, format_payload_doc},
