@@ -249,3 +249,21 @@ def test_cli_usage_errors(argv, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "ctsim:" in err and "Traceback" not in err
+
+
+def test_trace_identical_across_processes_and_hash_seeds():
+    # str/bytes hashing is salted per process (PYTHONHASHSEED): nothing in the simulator or
+    # the core may let that salt reach the trace.
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for salt in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-m", "sim.cli", "run", "--seed", "5", "--loss", "0.2", "--reorder",
+             "0.1", "--duplicate", "0.1", "--entries", "50", "--churn", "3", "--json"],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "PYTHONHASHSEED": salt}).stdout
+        digests.add(json.loads(out.strip().splitlines()[-1])["trace_sha256"])
+    assert len(digests) == 1
