@@ -1,16 +1,17 @@
 """Internal cache (our kernel's flows) and external cache (the peer's flows).
 
-Both are dicts keyed by the original tuple (zone included, unlike the C daemon which
-hashes but does not compare it).  Values are small slotted records holding the Entry and
+Both are dicts keyed by the original Tuple object (zone included, unlike the C daemon
+which hashes but does not compare it).  Values are small slotted records holding the Entry and
 the times the dumps and ALARM expiry need.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 from ctools.daemon.stats import CacheCounters
-from ctools.model import Entry
+from ctools.model import IPS_DST_NAT, IPS_SRC_NAT, Entry, Tuple
 
 # attributes a cache never keeps: they change on every packet and are not replicated
 _VOLATILE = ("orig_packets", "orig_bytes", "reply_packets", "reply_bytes", "use", "id")
@@ -22,6 +23,58 @@ def strip_volatile(entry: Entry) -> Entry:
     for name in _VOLATILE:
         setattr(entry, name, None)
     return entry
+
+
+_SHARED: dict = {}
+_intern = sys.intern
+_NAT = IPS_SRC_NAT | IPS_DST_NAT
+
+
+def _shared(value):
+    """One object for each distinct small tuple (flags, synproxy): most flows repeat them."""
+    return _SHARED.setdefault(value, value)
+
+
+def _inverse(t: Tuple, r: Tuple) -> bool:
+    return (r.src == t.dst and r.dst == t.src and r.sport == t.dport and r.dport == t.sport
+            and r.proto == t.proto and r.family == t.family and r.zone == t.zone
+            and t.icmp_type is None and r.icmp_type is None)
+
+
+def compact(e: Entry) -> Entry:
+    """Shrink an entry kept for long in a cache (100k of them must fit in a few dozen MB).
+
+    The reply tuple is dropped when it is the plain inverse of the original one (no NAT),
+    the way the sync protocol itself leaves it out; ``full_reply`` puts it back for dumps.
+    Address strings and the small tuples are shared between entries.
+    """
+    o = e.orig
+    if o is not None and o.src is not None:
+        o.src = _intern(o.src)
+        o.dst = _intern(o.dst)
+    r = e.reply
+    if r is not None and o is not None:
+        if not (e.status or 0) & _NAT and _inverse(o, r):
+            e.reply = None
+        elif r.src is not None:
+            r.src = _intern(r.src)
+            r.dst = _intern(r.dst)
+    if e.tcp_flags_orig is not None:
+        e.tcp_flags_orig = _shared(e.tcp_flags_orig)
+    if e.tcp_flags_reply is not None:
+        e.tcp_flags_reply = _shared(e.tcp_flags_reply)
+    if e.synproxy is not None:
+        e.synproxy = _shared(e.synproxy)
+    return e
+
+
+def full_reply(e: Entry) -> Tuple | None:
+    """The reply tuple of an internal-cache entry (rebuilt when ``compact`` dropped it)."""
+    if e.reply is not None or e.orig is None:
+        return e.reply
+    o = e.orig
+    return Tuple(family=o.family, src=o.dst, dst=o.src, proto=o.proto, sport=o.dport,
+                 dport=o.sport, zone=o.zone)
 
 
 def merge_into(old: Entry, new: Entry) -> None:
@@ -46,10 +99,12 @@ class CacheObject:
 class FlowCache:
     """Common part of both caches: a bounded dict with the reference counters."""
 
+    keep_reply = True     # external entries: the reply tuple is whatever the peer sent
+
     def __init__(self, name: str, limit: int = 262144) -> None:
         self.name = name
         self.limit = limit
-        self.objects: dict[tuple, CacheObject] = {}
+        self.objects: dict[Tuple, CacheObject] = {}
         self.counters = CacheCounters()
 
     def __len__(self) -> int:
@@ -58,22 +113,23 @@ class FlowCache:
     def __iter__(self) -> Iterator[CacheObject]:
         return iter(list(self.objects.values()))
 
-    def get(self, key: tuple) -> CacheObject | None:
+    def get(self, key: Tuple) -> CacheObject | None:
+        """The cached flow whose original tuple is ``key``."""
         return self.objects.get(key)
 
-    def _insert(self, key: tuple, entry: Entry, now: float) -> CacheObject | None:
+    def _insert(self, key: Tuple, entry: Entry, now: float) -> CacheObject | None:
         if len(self.objects) >= self.limit:
             self.counters.create_failed += 1
             self.counters.no_space += 1
             return None
-        obj = CacheObject(entry, now)
+        obj = CacheObject(self._compact(entry), now)
         self.objects[key] = obj
         self.counters.created += 1
         return obj
 
     def add(self, entry: Entry, now: float) -> CacheObject | None:
         """Replace any entry with the same key by ``entry`` (a NEW)."""
-        key = entry.key()
+        key = entry.orig
         old = self.objects.pop(key, None)
         if old is not None:
             self.counters.destroyed += 1
@@ -81,18 +137,28 @@ class FlowCache:
 
     def update(self, entry: Entry, now: float) -> CacheObject | None:
         """Merge ``entry`` into the cached one, inserting it when unknown (an UPDATE)."""
-        key = entry.key()
+        key = entry.orig
         obj = self.objects.get(key)
         if obj is None:
             return self._insert(key, entry, now)
         merge_into(obj.entry, entry)
+        self._compact(obj.entry)
         obj.last = now
         self.counters.updated += 1
         return obj
 
-    def delete(self, entry_or_key: Entry | tuple) -> CacheObject | None:
+    def _compact(self, entry: Entry) -> Entry:
+        if self.keep_reply:
+            o = entry.orig
+            if o is not None and o.src is not None:
+                o.src = _intern(o.src)
+                o.dst = _intern(o.dst)
+            return entry
+        return compact(entry)
+
+    def delete(self, entry_or_key: Entry | Tuple) -> CacheObject | None:
         """Remove the flow; None (and a counted miss) when it was not cached."""
-        key = entry_or_key.key() if isinstance(entry_or_key, Entry) else entry_or_key
+        key = entry_or_key.orig if isinstance(entry_or_key, Entry) else entry_or_key
         obj = self.objects.pop(key, None)
         if obj is None:
             self.counters.destroy_failed += 1
@@ -108,7 +174,9 @@ class FlowCache:
 
 
 class InternalCache(FlowCache):
-    """Mirror of the local kernel table (after the Filter)."""
+    """Mirror of the local kernel table (after the Filter); entries are kept ``compact``."""
+
+    keep_reply = False
 
     def __init__(self, limit: int = 262144, name: str = "internal") -> None:
         super().__init__(name, limit)

@@ -37,3 +37,25 @@ def cache_xml(obj: Entry | Expect) -> str:
     if isinstance(obj, Expect):
         return _without_timeout(format_expect_xml, obj)
     return _without_timeout(format_entry_xml, obj)
+
+
+def dump_cache(cache, now: float, xml: bool, expiry: bool) -> str:
+    """All lines of a cache dump (``-i``/``-e``); internal entries get their reply back."""
+    from ctools.daemon.cache import full_reply
+
+    out = []
+    rebuild = not cache.keep_reply
+    for o in cache:
+        e = o.entry
+        saved = e.reply
+        if rebuild:
+            e.reply = full_reply(e)
+        try:
+            if xml:
+                out.append(cache_xml(e))
+            else:
+                exp = int(cache.lifetime - (now - o.last)) if expiry else None
+                out.append(cache_line(e, int(now - o.since), exp))
+        finally:
+            e.reply = saved
+    return "".join(out)

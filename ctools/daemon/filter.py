@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from ctools.config import model as cfgm
 from ctools.model import IPPROTO_TCP, TCP_STATES, Entry
@@ -16,6 +17,8 @@ class FlowFilter:
         self.protocols: set[int] | None = None
         self.proto_accept = True
         self.networks: list = []
+        # (family, network as int, mask as int): matching is two integer operations
+        self.masks: list[tuple[int, int, int]] = []
         self.addr_accept = True
         self.has_addr = False
         self.states: set[str] | None = None
@@ -30,9 +33,12 @@ class FlowFilter:
             self.addr_accept = conf.address.policy == "accept"
             for text in conf.address.ipv4 + conf.address.ipv6:
                 try:
-                    self.networks.append(ipaddress.ip_network(text, strict=False))
+                    net = ipaddress.ip_network(text, strict=False)
                 except ValueError:
-                    pass
+                    continue
+                self.networks.append(net)
+                fam = socket.AF_INET if net.version == 4 else socket.AF_INET6
+                self.masks.append((fam, int(net.network_address), int(net.netmask)))
         if conf.state is not None:
             self.states = set(conf.state.states)
             self.state_accept = conf.state.policy == "accept"
@@ -44,11 +50,15 @@ class FlowFilter:
     def _addr_match(self, addr: str | None) -> bool:
         if addr is None:
             return False
+        fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
         try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
+            value = int.from_bytes(socket.inet_pton(fam, addr), "big")
+        except OSError:
             return False
-        return any(ip.version == net.version and ip in net for net in self.networks)
+        for f, net, mask in self.masks:
+            if f == fam and value & mask == net:
+                return True
+        return False
 
     def accepts(self, e: Entry) -> bool:
         orig = e.orig

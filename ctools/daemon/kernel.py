@@ -67,6 +67,7 @@ class EventSocket:
                     pass
         self.buf = bytearray(_RECV)
         self.unknown = 0
+        self.skipped = 0
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -83,8 +84,11 @@ class EventSocket:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
         return self.buffer_size
 
-    def read(self, limit: int = 100) -> list[tuple[str, Entry, int]]:
-        """Read up to ``limit`` datagrams of events; [] when nothing is pending."""
+    def read(self, limit: int = 100, skip_pid: int = -1) -> list[tuple[str, Entry, int]]:
+        """Read up to ``limit`` datagrams of events; [] when nothing is pending.
+
+        Events caused by port ``skip_pid`` are only counted (``self.skipped``), not decoded.
+        """
         out: list[tuple[str, Entry, int]] = []
         for _ in range(limit):
             try:
@@ -97,6 +101,9 @@ class EventSocket:
                 raise
             try:
                 for ty, flags, _seq, pid, payload in codec.iter_messages(memoryview(self.buf)[:n]):
+                    if pid == skip_pid:
+                        self.skipped += 1
+                        continue
                     if ty == C.CT_NEW:
                         kind = NEW if flags & (C.NLM_F_CREATE | C.NLM_F_EXCL) else UPDATE
                     elif ty == C.CT_DELETE:

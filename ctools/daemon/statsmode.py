@@ -9,7 +9,7 @@ from ctools.daemon import views
 from ctools.daemon.base import Daemon
 from ctools.daemon.cache import InternalCache, strip_volatile
 from ctools.daemon.control import Req
-from ctools.daemon.dumpfmt import cache_line, cache_xml, entry_text
+from ctools.daemon.dumpfmt import dump_cache, entry_text
 from ctools.daemon.kernel import DESTROY, NEW, EventSocket, OverrunError, RequestSocket
 from ctools.daemon.log import DaemonLog, ctime
 from ctools.daemon.stats import TrafficCounters
@@ -95,7 +95,7 @@ class StatsDaemon(Daemon):
                 self.cache.update(strip_volatile(e), now)
 
     def _ended(self, e: Entry) -> None:
-        if self.cache.get(e.key()) is None:
+        if self.cache.get(e.orig) is None:
             self.cache.counters.destroy_failed += 1
             return
         self.cache.delete(e)
@@ -122,10 +122,7 @@ class StatsDaemon(Daemon):
             n = len(self.cache)
             return views.cache_extended("stats", n, n, n, self.cache.counters)
         if code in (Req.CT_DUMP_INTERNAL, Req.CT_DUMP_INT_XML):
-            now = time.monotonic()
-            if code == Req.CT_DUMP_INT_XML:
-                return "".join(cache_xml(o.entry) for o in self.cache)
-            return "".join(cache_line(o.entry, int(now - o.since)) for o in self.cache)
+            return dump_cache(self.cache, time.monotonic(), code == Req.CT_DUMP_INT_XML, False)
         if code == Req.CT_FLUSH_INT_CACHE:
             self.log.notice("flushing caches")
             self.cache.flush()
