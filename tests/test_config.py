@@ -350,3 +350,40 @@ def test_dump_round_trip_property(rng):
     printed = dump(cfg)
     assert parse(printed) == cfg
     assert dump(parse(printed)) == printed
+
+
+# ----------------------------------------------------------------------------- scanner limits
+
+
+def test_huge_numbers_wrap_like_c_without_error():
+    g = parse("General { HashSize " + "9" * 10000 + " Nice -" + "9" * 5000 + " }").general
+    assert g.hash_size == 0xFFFFFFFF        # strtol saturates, the int keeps the low 32 bits
+    assert g.nice == 0
+
+
+def test_ipv6_lexeme_matches_the_c_scanner_definition():
+    """Our direct IPv6 matcher equals the C scanner's regular expression (longest match)."""
+    import re
+
+    from ctools.config.lexer import _ipv6_len
+
+    h = "[0-9A-Fa-f]"
+    rx = re.compile(rf"(?:(?:{h}{{1,4}}:?){{0,7}}::(?:{h}{{1,4}}:?){{0,7}}"
+                    rf"|(?:{h}{{1,4}}:){{0,7}}{h}{{1,4}})(?:/[0-9]+)?")
+    rng = random.Random(7)
+    for n in range(20000):
+        word = "".join(rng.choice("a1:::" if n % 2 else "aB1:/9 ")
+                       for _ in range(rng.randint(1, 16)))
+        want = next((e for e in range(len(word), 0, -1) if rx.fullmatch(word, 0, e)), 0)
+        assert _ipv6_len(word, 0) == want, word
+
+
+@pytest.mark.parametrize("text", ["a" * 20000, "1:" * 5000, ":" * 5000, "::1:" * 2500,
+                                  "1." * 5000, "{" * 5000, "General { " * 3000])
+def test_pathological_input_is_fast(text):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ConfigError):
+        parse(text)
+    assert time.perf_counter() - start < 2.0

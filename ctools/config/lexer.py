@@ -76,15 +76,25 @@ _MODES: tuple[tuple[str, bool, tuple[str, ...]], ...] = (  # (mode, old name?, c
 _INTEGER = re.compile(r"[0-9]+")
 _SIGNED = re.compile(r"[-+][0-9]+")
 _IPV4 = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+(?:/[0-9]+)?")
-_HEX_COLON_RUN = re.compile(r"[0-9A-Fa-f:]{1,72}")
-_IPV6_BASE = re.compile(
-    r"(?:[0-9A-Fa-f]{1,4}:?){0,7}::(?:[0-9A-Fa-f]{1,4}:?){0,7}"
-    r"|(?:[0-9A-Fa-f]{1,4}:){0,7}[0-9A-Fa-f]{1,4}"
-)
+_HEX_COLON_RUN = re.compile(r"[0-9A-Fa-f:]{1,72}")  # 72 = longest IPv6 lexeme
 _CIDR = re.compile(r"/[0-9]+")
 _PATH = re.compile(r'/[^"\n ]*')
 _STRING = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
 _WS = re.compile(r"[ \t]+")
+
+
+_LONG_MAX = (1 << 63) - 1
+
+
+def c_long(text: str) -> int:
+    """``strtol(text)``: the decimal value, saturated to the 64-bit range (any length)."""
+    negative = text[0] == "-"
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 19:
+        return -_LONG_MAX - 1 if negative else _LONG_MAX
+    value = int(digits)
+    value = -value if negative else value
+    return max(min(value, _LONG_MAX), -_LONG_MAX - 1)
 
 
 class Token:
@@ -122,20 +132,79 @@ def _fixed(text: str, pos: int, classes: tuple[str, ...]) -> bool:
     return all(text[pos + i] in cs for i, cs in enumerate(classes))
 
 
+def _hex_run(w: str, pos: int) -> int:
+    end = pos
+    while end < len(w) and w[end] != ":":
+        end += 1
+    return end - pos
+
+
+def _pieces_ok(w: str) -> bool:
+    """``w`` is up to 7 pieces of 1-4 hex digits, each optionally followed by one colon."""
+    if not w:
+        return True
+    if w[0] == ":" or "::" in w:
+        return False
+    return sum((len(seg) + 3) // 4 for seg in w.split(":")) <= 7
+
+
+def _pieces_prefix(w: str, pos: int) -> int:
+    """End of the longest prefix of ``w[pos:]`` made of up to 7 such pieces."""
+    used = 0
+    while used < 7:
+        m = _hex_run(w, pos)
+        if m == 0:
+            break
+        take = min(m, 4 * (7 - used))
+        if take < m:
+            return pos + take
+        used += (m + 3) // 4
+        pos += m
+        if pos < len(w) and w[pos] == ":":
+            pos += 1
+        else:
+            break
+    return pos
+
+
+def _groups_prefix(w: str) -> int:
+    """Length of the longest prefix of ``w`` made of 1-8 colon-joined groups of 1-4 hex."""
+    pos = best = 0
+    for _ in range(8):
+        m = _hex_run(w, pos)
+        if m == 0:
+            break
+        best = pos + min(m, 4)
+        if m > 4 or best >= len(w) or w[best] != ":":
+            break
+        pos = best + 1
+    return best
+
+
 def _ipv6_len(text: str, pos: int) -> int:
-    """Length of the longest IPv6 lexeme at ``pos`` (0 if none)."""
+    """Length of the longest IPv6 lexeme at ``pos`` (0 if none).
+
+    The C scanner's two shapes: up to 7 pieces (1-4 hex digits, each optionally followed by
+    a colon), "::", up to 7 pieces; or 1-8 groups of 1-4 hex digits joined by single colons;
+    either optionally followed by /digits. Computed directly: the regular expression of the
+    C scanner backtracks exponentially in Python's engine.
+    """
     run = _HEX_COLON_RUN.match(text, pos)
     if run is None:
         return 0
-    chunk = run.group()
-    for end in range(len(chunk), 0, -1):
-        if _IPV6_BASE.fullmatch(chunk, 0, end):
-            if end == len(chunk):
-                cidr = _CIDR.match(text, pos + end)
-                if cidr is not None:
-                    return end + len(cidr.group())
-            return end
-    return 0
+    w = run.group()
+    best = _groups_prefix(w)
+    first = w.find("::")
+    if first >= 0:
+        # neither side may contain "::": only the first one (or, in ":::", the next) splits
+        for i in (first, first + 1):
+            if w.startswith("::", i) and _pieces_ok(w[:i]):
+                best = max(best, _pieces_prefix(w, i + 2))
+    if best:
+        cidr = _CIDR.match(text, pos + best)
+        if cidr is not None:
+            best += len(cidr.group())
+    return best
 
 
 def _match_len(rx: re.Pattern[str], text: str, pos: int) -> int:
@@ -196,7 +265,7 @@ def tokenize(text: str) -> list[Token]:
             best_len = 1
         lexeme = text[pos:pos + best_len]
         if best_kind == NUMBER or best_kind == SIGNED:
-            best_value = int(lexeme)
+            best_value = c_long(lexeme)
         append(Token(best_kind, lexeme, line, col, best_value))
         pos += best_len
     append(Token(EOF, "", line, pos - line_start + 1))

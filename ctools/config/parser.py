@@ -14,7 +14,7 @@ from typing import cast
 
 from . import lexer as lx
 from .errors import ConfigError
-from .lexer import Token, tokenize
+from .lexer import Token, c_long, tokenize
 from .model import (
     DEFAULT_LOG_FILE,
     DEFAULT_STATS_LOG_FILE,
@@ -75,9 +75,7 @@ _U32 = 0xFFFFFFFF
 
 def c_atoi(text: str) -> int:
     """The C daemon's number conversion: ``(int)strtol()``, saturating then wrapping to 32 bits."""
-    value = int(text)
-    value = max(min(value, (1 << 63) - 1), -(1 << 63))
-    value &= _U32
+    value = c_long(text) & _U32
     return value - (1 << 32) if value & 0x80000000 else value
 
 
@@ -188,7 +186,7 @@ class _Parser:
         if tok.kind != lx.NUMBER:
             raise self.unexpected(tok, f"a number after '{clause.text}'")
         value = c_atoi(tok.text)
-        if int(tok.text) > _U32:
+        if c_long(tok.text) > _U32:
             self.warn(tok, f"{tok.text} does not fit in 32 bits; it is read as"
                       f" {value & _U32} (as conntrackd does)")
         return value, tok
