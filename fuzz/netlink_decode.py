@@ -4,7 +4,10 @@ Invariants:
 * any buffer is split by ``iter_messages`` and every message decodes, or ``CodecError`` is
   raised — no other exception (a malformed kernel/peer message must never be a traceback);
 * a decoded entry or expectation survives a round trip: encoding it and decoding again gives
-  an equal object (or the encoder refuses it with ``CodecError``).
+  an equal object (or the encoder refuses it with ``CodecError``);
+* the C accelerator (ctools/_speedups/_ctfast.c, when built) agrees with the pure-Python
+  decoder: whenever it returns an entry, the Python decoder returns an equal one. (A crash
+  in the C code kills the process, which libFuzzer reports as a finding.)
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ def _nfgen(payload, family: int) -> bytes:
 
 
 def _check_entry(payload) -> None:
+    if codec._c_decode is not None:
+        fast = codec._c_decode(payload)
+        if fast is not None:
+            slow = codec.decode_entry_py(payload)   # must not raise when C accepted it
+            assert fast == slow, f"C and Python decoders differ:\n{fast!r}\n{slow!r}"
     entry = codec.decode_entry(payload)
     try:
         attrs = codec.encode_entry(entry, readonly=True)
