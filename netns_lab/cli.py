@@ -90,6 +90,7 @@ def _lab_options(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("traffic and report")
     t.add_argument("--flows", type=int, default=20, help="long-lived TCP flows")
     t.add_argument("--udp-flows", type=int, default=2)
+    t.add_argument("--traffic-v6", action="store_true", help="run the flows over IPv6")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--observe", type=float, help="seconds to watch after the fail-over")
     t.add_argument("--sync-timeout", type=float, default=15.0)
@@ -239,7 +240,7 @@ def _dispatch(args: argparse.Namespace, out: Console) -> int:
         return EXIT_OK if result["ok"] else EXIT_FLOWS_LOST
     func = scenarios.SCENARIOS[args.command]
     kw = {"flows": args.flows, "udp_flows": args.udp_flows, "observe_s": args.observe,
-          "sync_timeout": args.sync_timeout}
+          "sync_timeout": args.sync_timeout, "v6": args.traffic_v6}
     if args.command == "failover":
         kw["trigger"] = args.trigger
     with out.status(f"ctlab {args.command}") as status:

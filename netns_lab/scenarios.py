@@ -26,12 +26,12 @@ def _finish(lab: Lab, synced: bool, observe_s: float, extra: dict | None = None)
 
 def failover(cfg: LabConfig, flows: int = 20, udp_flows: int = 2, trigger: str = "cut",
              observe_s: float | None = None, sync_timeout: float = 15.0,
-             progress: Progress | None = None) -> dict:
+             progress: Progress | None = None, v6: bool = False) -> dict:
     """Flows through fw1, wait for fw2 to hold them, fail over, judge the flows."""
     if observe_s is None:
         observe_s = 3.0 if cfg.ha == "driver" else 6.0
     with Lab(cfg, progress=progress) as lab:
-        lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows)
+        lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows, v6=v6)
         synced = lab.wait_synced(timeout=sync_timeout) if cfg.replicate else False
         lab.failover(trigger=trigger)
         return _finish(lab, synced, observe_s, {"scenario": f"failover-{trigger}"})
@@ -39,12 +39,12 @@ def failover(cfg: LabConfig, flows: int = 20, udp_flows: int = 2, trigger: str =
 
 def failback(cfg: LabConfig, flows: int = 20, udp_flows: int = 2,
              observe_s: float | None = None, sync_timeout: float = 15.0,
-             progress: Progress | None = None) -> dict:
+             progress: Progress | None = None, v6: bool = False) -> dict:
     """Fail over to fw2, let fw1 learn the flows back from fw2, then fail back to fw1."""
     if observe_s is None:
         observe_s = 3.0 if cfg.ha == "driver" else 6.0
     with Lab(cfg, progress=progress) as lab:
-        lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows)
+        lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows, v6=v6)
         lab.wait_synced(timeout=sync_timeout)
         lab.failover()
         time.sleep(1.0)
@@ -61,12 +61,12 @@ def failback(cfg: LabConfig, flows: int = 20, udp_flows: int = 2,
 
 def restart(cfg: LabConfig, flows: int = 20, udp_flows: int = 2,
             observe_s: float | None = None, sync_timeout: float = 15.0,
-            progress: Progress | None = None) -> dict:
+            progress: Progress | None = None, v6: bool = False) -> dict:
     """Crash the backup's daemon, restart it (it asks for a resync), then fail over."""
     if observe_s is None:
         observe_s = 3.0 if cfg.ha == "driver" else 6.0
     with Lab(cfg, progress=progress) as lab:
-        lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows)
+        lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows, v6=v6)
         lab.wait_synced(timeout=sync_timeout)
         t0 = time.monotonic()
         rep = lab.replicas[2]
@@ -82,14 +82,14 @@ def restart(cfg: LabConfig, flows: int = 20, udp_flows: int = 2,
 
 def partition(cfg: LabConfig, flows: int = 20, udp_flows: int = 2, cut_s: float = 2.0,
               observe_s: float | None = None, sync_timeout: float = 15.0,
-              progress: Progress | None = None) -> dict:
+              progress: Progress | None = None, v6: bool = False) -> dict:
     """Partition the sync link, open half of the flows during the cut, heal, wait for the
     backup to catch up, then fail over."""
     if observe_s is None:
         observe_s = 3.0 if cfg.ha == "driver" else 6.0
     with Lab(cfg, progress=progress) as lab:
         before = flows // 2
-        lab.start_traffic(tcp_flows=before, udp_flows=udp_flows)
+        lab.start_traffic(tcp_flows=before, udp_flows=udp_flows, v6=v6)
         lab.wait_synced(timeout=sync_timeout)
         lab.partition()
         if progress:
@@ -97,8 +97,9 @@ def partition(cfg: LabConfig, flows: int = 20, udp_flows: int = 2, cut_s: float 
         assert lab.traffic is not None
         nc, ns_ = len(lab.topo.clients), len(lab.topo.servers)
         for k in range(flows - before):
-            lab.traffic.add_tcp_flow(lab.topo.clients[k % nc], lab.topo.client_addr(k % nc + 1),
-                                     lab.topo.server_addr(k % ns_ + 1))
+            lab.traffic.add_tcp_flow(lab.topo.clients[k % nc],
+                                     lab.topo.client_addr(k % nc + 1, v6),
+                                     lab.topo.server_addr(k % ns_ + 1, v6))
         lab.traffic.wait_connected()
         time.sleep(cut_s)
         lab.heal()
