@@ -243,3 +243,13 @@ def test_known_kernel_bytes():
     assert (e.status, e.timeout, e.mark, e.use) == (8, 32, 5, 1)
     assert e.id == 0x2ADC5A74
     assert e.synproxy == (0, 0, 0)
+
+
+@given(tuples(2), st.sampled_from((C.CTA_TUPLE_ORIG, C.CTA_TUPLE_REPLY, C.CTA_EXPECT_MASK)))
+def test_fast_tuple_encoding_is_the_general_one(t, ty):
+    assert codec.encode_tuple(t, ty) == codec._encode_tuple_general(t, ty, 2)
+
+
+def test_fast_scalar_attributes_are_the_general_ones():
+    assert codec._be32_attr(C.CTA_MARK, 0x01020304) == codec.nla(C.CTA_MARK, bytes([1, 2, 3, 4]))
+    assert codec._U8_ATTR(codec._L5, codec._h(1), 7) == codec.nla(1, b"\x07")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 from collections.abc import Iterator
 
 from ctools.model import Entry, Expect, NatRange, Tuple
@@ -190,6 +191,38 @@ def decode_tuple(data, family: int = socket.AF_UNSPEC) -> Tuple:
         raise CodecError(f"malformed tuple: {exc}") from None
 
 
+# Fixed-size attributes packed in one go: a ">" struct whose netlink header fields are given
+# pre-swapped to host order (the header is host-endian, the value big-endian).
+def _host16(v: int) -> int:
+    return int.from_bytes(v.to_bytes(2, sys.byteorder), "big")
+
+
+_H = {}
+
+
+def _h(v: int) -> int:
+    r = _H.get(v)
+    if r is None:
+        r = _H[v] = _host16(v)
+    return r
+
+
+_BE32_ATTR = struct.Struct(">HHI").pack
+_BE16_ATTR = struct.Struct(">HHH2x").pack
+_U8_ATTR = struct.Struct(">HHB3x").pack
+_V4_PORT_TUPLE = struct.Struct(">HHHHHH4sHH4sHHHHB3xHHH2xHHH2x").pack
+_L8, _L6, _L5 = _host16(8), _host16(6), _host16(5)
+_V4T = (_host16(52), _host16(20), _host16(8), _host16(C.CTA_IP_V4_SRC), _host16(8),
+        _host16(C.CTA_IP_V4_DST), _host16(28), _host16(C.CTA_TUPLE_PROTO | C.NLA_F_NESTED),
+        _host16(5), _host16(C.CTA_PROTO_NUM), _host16(6), _host16(C.CTA_PROTO_SRC_PORT),
+        _host16(6), _host16(C.CTA_PROTO_DST_PORT))
+_V4_IP_NEST = _host16(C.CTA_TUPLE_IP | C.NLA_F_NESTED)
+
+
+def _be32_attr(ty: int, value: int) -> bytes:
+    return _BE32_ATTR(_L8, _h(ty), value)
+
+
 def _attr(ty: int, value: bytes) -> bytes:
     ln = 4 + len(value)
     return _pack_hdr(ln, ty) + value + b"\0" * (-ln & 3)
@@ -219,6 +252,22 @@ def _encode_addr(ty: int, family: int, addr: str) -> bytes:
 def encode_tuple(t: Tuple, ty: int = C.CTA_TUPLE_ORIG) -> bytes:
     """One CTA_TUPLE_* nest (``ty`` picks orig/reply/master, or a CTA_EXPECT_* tuple)."""
     family = _family_of(t)
+    if (family == AF_INET and t.sport is not None and t.dport is not None
+            and t.src is not None and t.dst is not None and t.proto is not None
+            and t.zone is None and t.icmp_type is None and t.icmp_code is None
+            and t.icmp_id is None):
+        # the common IPv4 + ports tuple in one pack (same bytes as the general path)
+        try:
+            a, b, c, d, e, f, g, h, i, j, k, l_, m, n = _V4T
+            return _V4_PORT_TUPLE(a, _h(ty | _NESTED), b, _V4_IP_NEST, c, d,
+                                  _pton(AF_INET, t.src), e, f, _pton(AF_INET, t.dst), g, h,
+                                  i, j, t.proto, k, l_, t.sport, m, n, t.dport)
+        except (OSError, TypeError, struct.error) as exc:
+            raise CodecError(f"cannot encode tuple {t!r}: {exc}") from None
+    return _encode_tuple_general(t, ty, family)
+
+
+def _encode_tuple_general(t: Tuple, ty: int, family: int) -> bytes:
     ip = []
     if family == AF_INET6:
         if t.src is not None:
@@ -549,7 +598,7 @@ def _encode_entry(e: Entry, for_update: bool, readonly: bool) -> bytes:
     if e.status is not None:
         # a request must keep CONFIRMED set: the kernel answers EBUSY to clearing it
         # (the C library adds it the same way)
-        add(_attr(C.CTA_STATUS, _pack_be32(e.status if readonly else e.status | 8)))
+        add(_be32_attr(C.CTA_STATUS, e.status if readonly else e.status | 8))
     pinfo = _encode_protoinfo(e)
     if pinfo:
         add(pinfo)
@@ -558,9 +607,9 @@ def _encode_entry(e: Entry, for_update: bool, readonly: bool) -> bytes:
     if e.nat_src is not None and not for_update:
         add(_encode_nat(C.CTA_NAT_SRC, e.nat_src))
     if e.timeout is not None:
-        add(_attr(C.CTA_TIMEOUT, _pack_be32(e.timeout)))
+        add(_be32_attr(C.CTA_TIMEOUT, e.timeout))
     if e.mark is not None:
-        add(_attr(C.CTA_MARK, _pack_be32(e.mark)))
+        add(_be32_attr(C.CTA_MARK, e.mark))
     if readonly:
         if e.orig_packets is not None or e.orig_bytes is not None:
             add(_counters(C.CTA_COUNTERS_ORIG, e.orig_packets, e.orig_bytes))
@@ -611,7 +660,7 @@ def _encode_protoinfo(e: Entry) -> bytes:
     inner = []
     tcp = []
     if e.tcp_state is not None:
-        tcp.append(_attr(C.CTA_PROTOINFO_TCP_STATE, _pack_u8(e.tcp_state)))
+        tcp.append(_U8_ATTR(_L5, _h(C.CTA_PROTOINFO_TCP_STATE), e.tcp_state))
     if e.tcp_wscale_orig is not None:
         tcp.append(_attr(C.CTA_PROTOINFO_TCP_WSCALE_ORIGINAL, _pack_u8(e.tcp_wscale_orig)))
     if e.tcp_wscale_reply is not None:
