@@ -120,6 +120,46 @@ def _lookup_attrs(obj: Entry | Tuple) -> tuple[int, bytes]:
     return codec.tuple_family(t), b"".join(parts)
 
 
+def _canonical(t: Tuple) -> Tuple:
+    """A template with its addresses in inet_ntop form (as decoded entries have them)."""
+    family = codec.tuple_family(t)
+    c = Tuple(**{n: getattr(t, n) for n in Tuple.__slots__})
+    for name in ("src", "dst"):
+        addr = getattr(c, name)
+        if addr is not None:
+            try:
+                setattr(c, name, socket.inet_ntop(family, socket.inet_pton(family, addr)))
+            except OSError:
+                raise ValueError(f"bad address {addr!r} in the tuple template") from None
+    return c
+
+
+def _matches(t: Tuple | None, template: Tuple) -> bool:
+    if t is None:
+        return False
+    return all(getattr(template, n) is None or getattr(template, n) == getattr(t, n)
+               for n in ("src", "dst", "proto", "sport", "dport", "icmp_type", "icmp_code",
+                         "icmp_id", "zone"))
+
+
+def tuple_filter_flags(t: Tuple) -> int:
+    """CTA_FILTER flags naming the fields set in a template tuple."""
+    v6 = codec.tuple_family(t) == socket.AF_INET6
+    flags = 0
+    for value, flag in (
+            (t.src, C.CTA_FILTER_FLAG_IP_SRC), (t.dst, C.CTA_FILTER_FLAG_IP_DST),
+            (t.proto, C.CTA_FILTER_FLAG_PROTO_NUM),
+            (t.sport, C.CTA_FILTER_FLAG_PROTO_SRC_PORT),
+            (t.dport, C.CTA_FILTER_FLAG_PROTO_DST_PORT),
+            (t.zone, C.CTA_FILTER_FLAG_TUPLE_ZONE),
+            (t.icmp_type, C.CTA_FILTER_FLAG_ICMPV6_TYPE if v6 else C.CTA_FILTER_FLAG_ICMP_TYPE),
+            (t.icmp_code, C.CTA_FILTER_FLAG_ICMPV6_CODE if v6 else C.CTA_FILTER_FLAG_ICMP_CODE),
+            (t.icmp_id, C.CTA_FILTER_FLAG_ICMPV6_ID if v6 else C.CTA_FILTER_FLAG_ICMP_ID)):
+        if value is not None:
+            flags |= flag
+    return flags
+
+
 class Conntrack:
     """The conntrack table of one network namespace (``netns``: name, path, fd or None)."""
 
@@ -141,7 +181,8 @@ class Conntrack:
     def dump_raw(self, family: int = AF_UNSPEC, *, table: str = "conntrack",
                  zero: bool = False, mark: int | None = None, mark_mask: int | None = None,
                  status: int | None = None, status_mask: int | None = None,
-                 zone: int | None = None) -> Iterator[memoryview]:
+                 zone: int | None = None, orig: Tuple | None = None,
+                 reply: Tuple | None = None) -> Iterator[memoryview]:
         """Like :meth:`dump` but yields undecoded payloads (for fast formatters)."""
         if table not in _TABLES:
             raise ValueError(f"unknown table {table!r} (conntrack, dying, unconfirmed)")
@@ -161,26 +202,47 @@ class Conntrack:
                 status if status_mask is None else status_mask)))
         if zone is not None:
             attrs.append(codec.nla_be16(C.CTA_ZONE, zone))
+        if orig is not None or reply is not None:
+            if table != "conntrack":
+                raise ValueError("tuple filters only apply to the conntrack table")
+            flags = []
+            for ty, t in ((C.CTA_TUPLE_ORIG, orig), (C.CTA_TUPLE_REPLY, reply)):
+                f = tuple_filter_flags(t) if t is not None else 0
+                if t is not None and codec.tuple_family(t) == socket.AF_INET6:
+                    # kernel 6.18 inverts IPv6 address matches: dump() compares them here
+                    f &= ~(C.CTA_FILTER_FLAG_IP_SRC | C.CTA_FILTER_FLAG_IP_DST)
+                flags.append(f)
+                if t is not None:
+                    attrs.append(codec.encode_tuple(t, ty))
+                    family = family or codec.tuple_family(t)
+            attrs.append(codec.encode_filter(*flags))
         return self.sock.dump(msg_type, family, b"".join(attrs))
 
     def dump(self, family: int = AF_UNSPEC, *, table: str = "conntrack", zero: bool = False,
              mark: int | None = None, mark_mask: int | None = None,
              status: int | None = None, status_mask: int | None = None,
-             zone: int | None = None,
+             zone: int | None = None, orig: Tuple | None = None, reply: Tuple | None = None,
              filter: Callable[[Entry], bool] | None = None) -> Iterator[Entry]:
         """Yield the entries of a table (``conntrack``, ``dying`` or ``unconfirmed``).
 
         ``family``, ``mark``/``mark_mask`` (kernel keeps ``mark & mask == value``),
-        ``status``/``status_mask`` and ``zone`` are filtered by the kernel; ``filter`` is a
-        predicate applied here.  ``zero=True`` reads and resets the counters atomically.
+        ``status``/``status_mask``, ``zone`` and the tuple templates ``orig``/``reply``
+        (CTA_FILTER: every field set in the template must be equal; the family defaults to
+        the template's) are filtered by the kernel; ``filter`` is a predicate applied
+        here.  ``zero=True`` reads and resets the counters atomically.
         """
         decode = codec.decode_entry
+        templates = [(side, _canonical(t)) for side, t in (("orig", orig), ("reply", reply))
+                     if t is not None]
         for payload in self.dump_raw(family, table=table, zero=zero, mark=mark,
                                      mark_mask=mark_mask, status=status,
-                                     status_mask=status_mask, zone=zone):
+                                     status_mask=status_mask, zone=zone, orig=orig,
+                                     reply=reply):
             entry = decode(payload)
             if zone is not None and (entry.zone or 0) != zone:
                 continue  # kernels without the zone dump filter
+            if templates and not all(_matches(getattr(entry, side), t) for side, t in templates):
+                continue  # what the kernel could not (or would not correctly) filter
             if filter is None or filter(entry):
                 yield entry
 

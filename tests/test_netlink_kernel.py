@@ -209,6 +209,14 @@ def test_kernel_side_dump_filters(ns):
                  + codec.encode_filter(C.CTA_FILTER_FLAG_IP_SRC | C.CTA_FILTER_FLAG_PROTO_NUM))
         got = [codec.decode_entry(p) for p in ct.sock.dump(C.CT_GET, 2, attrs)]
         assert [e.orig.src for e in got] == ["10.4.0.2"]
+        # the same through the library's tuple templates
+        assert [e.orig.src for e in ct.dump(orig=Tuple(2, "10.4.0.3", None, 6))] == ["10.4.0.3"]
+        assert sorted(e.orig.sport for e in ct.dump(orig=Tuple(proto=6, dport=80))) == [
+            1, 2, 3, 4]
+        assert [e.mark for e in ct.dump(reply=Tuple(2, None, None, 6, sport=80, dport=4))] == [4]
+        assert [e.orig.family for e in ct.dump(orig=Tuple(10, None, "::2", 17))] == [10]
+        assert list(ct.dump(orig=Tuple(10, "::3"))) == []
+        assert [e.orig.src for e in ct.dump(orig=Tuple(10, "0:0::1"))] == ["::1"]
         assert list(ct.dump(table="dying")) == [] and list(ct.dump(table="unconfirmed")) == []
         # status=0/mask=0 is a filter the kernel refuses, as with the C tool's `-u UNSET`
         with pytest.raises(NetlinkError) as exc:
