@@ -24,8 +24,15 @@ def build(directory: str = HERE, quiet: bool = False) -> list[str]:
     built = []
     for name, source in SOURCES.items():
         out = os.path.join(directory, name + suffix)
+        tmp = f"{out}.{os.getpid()}.tmp"
         cmd = [*cc, "-O2", "-shared", "-fPIC", "-fno-strict-aliasing", f"-I{include}",
-               os.path.join(HERE, source), "-o", out]
-        subprocess.run(cmd, check=True, capture_output=quiet)
+               os.path.join(HERE, source), "-o", tmp]
+        try:
+            subprocess.run(cmd, check=True, capture_output=quiet)
+            # atomic: processes that already mapped the old file keep it intact
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         built.append(out)
     return built

@@ -681,6 +681,8 @@ static PyObject *format_payload(PyObject *self, PyObject *args)
     return ret;
 }
 
+static unsigned char *event_buf;
+
 PyDoc_STRVAR(format_events_doc,
 "format_events(fd, flags, now, fallback, max_bytes) -> (text, count, errno)\n\n"
 "Read every ctnetlink event already queued on the netlink socket fd (non-blocking)\n"
@@ -704,7 +706,11 @@ static PyObject *format_events(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "iiLOn", &fd, &flags, &now, &fallback, &max_bytes))
         return NULL;
-    buf = PyMem_Malloc(bufsize);
+    /* one receive buffer for the life of the process: a fresh 128 KiB malloc per call
+       would be an mmap/munmap pair (the GIL serialises callers) */
+    if (!event_buf)
+        event_buf = PyMem_RawMalloc(bufsize);
+    buf = event_buf;
     if (!buf || ob_reserve(&o, 65536) < 0) {
         PyErr_NoMemory();
         goto out;
@@ -783,7 +789,6 @@ static PyObject *format_events(PyObject *self, PyObject *args)
     ret = Py_BuildValue("(Nni)", PyUnicode_DecodeUTF8(o.p, o.len, "strict"), count, err);
 out:
     Py_XDECREF(owner);
-    PyMem_Free(buf);
     PyMem_Free(o.p);
     return ret;
 }
