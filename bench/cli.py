@@ -96,20 +96,23 @@ def run_measured(argv: list[str], stdin=None) -> tuple[float, float, int, bytes]
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, err
 
 
-def median_wall(argv: list[str], runs: int) -> tuple[float, int]:
-    walls, rss = [], 0
-    for _ in range(runs):
-        wall, _cpu, maxrss, _err = run_measured(argv)
-        walls.append(wall)
-        rss = max(rss, maxrss)
-    return statistics.median(walls), rss
-
-
 def bench_list(ns: Namespace, runs: int, extra: list[str]) -> dict:
-    c, _ = median_wall(ns.cmd(REF, "-L", *extra), runs)
-    ours, rss = median_wall(ns.cmd(OURS, "-L", *extra), runs)
+    """Alternate C and ours so both see the same machine load; medians of wall and CPU."""
+    walls: dict[str, list[float]] = {"c": [], "ours": []}
+    cpus: dict[str, list[float]] = {"c": [], "ours": []}
+    rss = 0
+    for _ in range(runs):
+        for who, tool in (("c", REF), ("ours", OURS)):
+            wall, cpu, maxrss, _err = run_measured(ns.cmd(tool, "-L", *extra))
+            walls[who].append(wall)
+            cpus[who].append(cpu)
+            if who == "ours":
+                rss = max(rss, maxrss)
+    c, ours = statistics.median(walls["c"]), statistics.median(walls["ours"])
+    c_cpu, ours_cpu = statistics.median(cpus["c"]), statistics.median(cpus["ours"])
     return {"c_s": round(c, 3), "ours_s": round(ours, 3), "ratio": round(ours / c, 2),
-            "ours_rss_kib": rss}
+            "c_cpu_s": round(c_cpu, 3), "ours_cpu_s": round(ours_cpu, 3),
+            "cpu_ratio": round(ours_cpu / c_cpu, 2), "ours_rss_kib": rss}
 
 
 def bench_load(ns: Namespace, n: int, runs: int) -> dict:
@@ -124,18 +127,17 @@ def bench_load(ns: Namespace, n: int, runs: int) -> dict:
                         f" -t 3600\n")
         path = f.name
     try:
-        result = {}
-        for who, tool in (("c", REF), ("ours", OURS)):
-            walls = []
-            for _ in range(runs):
+        walls: dict[str, list[float]] = {"c": [], "ours": []}
+        for _ in range(runs):
+            for who, tool in (("c", REF), ("ours", OURS)):
                 with Conntrack(netns=ns.name) as ct:
                     ct.flush()
                 wall, _cpu, _rss, _err = run_measured(ns.cmd(tool, "-R", path))
                 with Conntrack(netns=ns.name) as ct:
                     if ct.count() != n:
                         raise SystemExit(f"-R with {who}: {ct.count()} entries, wanted {n}")
-                walls.append(wall)
-            result[f"{who}_s"] = round(statistics.median(walls), 3)
+                walls[who].append(wall)
+        result = {f"{who}_s": round(statistics.median(w), 3) for who, w in walls.items()}
         result["ratio"] = round(result["ours_s"] / result["c_s"], 2)
         return result
     finally:
