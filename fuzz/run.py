@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true",
                     help="use the built-in random mutator instead of atheris")
     ap.add_argument("-l", "--list", action="store_true", help="list the harnesses and exit")
+    ap.add_argument("--live", choices=["auto", "yes", "no"], default="auto",
+                    help="also run the live fuzzer (fuzz/live.py) against a running daemon, "
+                         "each sync mode for the same time; auto = when root and no "
+                         "harness was named")
     opts = ap.parse_args(argv)
     paths = select(opts.harness)
     if opts.list:
@@ -149,10 +153,33 @@ def main(argv: list[str] | None = None) -> int:
         status = "FOUND " + " ".join(res["found"]) if res["found"] else "ok"
         print(f"{res['name']:<24} {res['execs']:>10} execs  {res['seconds']:6.1f}s  {status}",
               flush=True)
+    live_on = opts.live == "yes" or (opts.live == "auto" and not opts.harness
+                                     and os.geteuid() == 0)
+    if live_on:
+        import live
+
+        for mode in ("ftfw", "alarm", "notrack"):
+            seed = int(time.time())
+            started = time.monotonic()
+            try:
+                res = live.run(opts.seconds, mode, seed, "ours", "ours", quiet=True)
+            except RuntimeError as exc:
+                print(f"live_{mode}: set-up failed: {exc}")
+                continue
+            found = [f"{f} (--seed {seed})" for f in res["findings"]]
+            results.append({"name": f"live_{mode}", "execs": res["sent"], "rc": 0,
+                            "found": found, "seconds": time.monotonic() - started,
+                            "out": OUT_DIR / "live"})
+            status = "FOUND " + "; ".join(found) if found else "ok"
+            print(f"{'live_' + mode:<24} {res['sent']:>10} dgrams "
+                  f"{time.monotonic() - started:6.1f}s  {status}", flush=True)
     total = sum(max(r["execs"], 0) for r in results)
     findings = [(r["name"], f) for r in results for f in r["found"]]
     print(f"total: {len(results)} harnesses, {total} executions, {len(findings)} findings")
     for name, f in findings:
+        if name.startswith("live_"):
+            print(f"  {name}: {f}  (datagram logs in {OUT_DIR / 'live'})")
+            continue
         print(f"  {OUT_DIR / name / f}  (replay: .venv/bin/python fuzz/run.py --replay "
               f"{name} {OUT_DIR / name / f})")
     return 1 if findings else 0

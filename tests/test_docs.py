@@ -7,6 +7,9 @@ The convention (also in docs/index.md, "How the examples in this manual are test
 * ```sh / ```bash / ```shell blocks: every non-comment line is a command;
 * one block is one session, run in order in a fresh network namespace "ctdoc-*" (conntrack
   enabled, empty table) with .venv/bin first on PATH;
+* the sample output shown under a ``conntrack`` command must be printed by ours (after
+  blanking timeouts, ids, reference counts and times; the lines may come in any order
+  because the summary goes to stderr);
 * a block preceded by ``<!-- doc-test: tested-by tests/FILE.py -->`` is exercised by that
   test file instead (it must exist);
 * ```conf blocks of docs/manual/ are conntrackd.conf files and must parse.
@@ -22,7 +25,11 @@ How each program is exercised (see HANDLERS):
 * make: the target must exist in the Makefile; pip install: the extras must exist in
   pyproject.toml (running them would rebuild the environment under the tests);
 * man -l: the page renders with man; source: bash loads the completion file and registers
-  the completion; .venv/bin/PROGRAM: runs for real.
+  the completion; .venv/bin/PROGRAM: runs for real;
+* ctlab and ctsim: lab and simulator runs take minutes and build their own namespaces, so
+  their command lines are parsed with the programs' own parsers (``build_parser``) and turned
+  into their settings objects; the runs themselves are covered by tests/test_lab*.py and
+  tests/test_sim*.py.
 """
 
 from __future__ import annotations
@@ -54,6 +61,8 @@ class Block:
     lines: list[str]
     tested_by: str | None = None
     commands: list[str] = field(default_factory=list)
+    # sample output shown under each command of a console block (same order as commands)
+    outputs: list[list[str]] = field(default_factory=list)
 
     @property
     def where(self) -> str:
@@ -74,8 +83,9 @@ def _join_continuations(lines: list[str]) -> list[str]:
     return out
 
 
-def _console_commands(lines: list[str]) -> list[str]:
+def _console_commands(lines: list[str]) -> tuple[list[str], list[list[str]]]:
     cmds: list[str] = []
+    outputs: list[list[str]] = []
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -85,8 +95,11 @@ def _console_commands(lines: list[str]) -> list[str]:
                 i += 1
                 parts.append(lines[i])
             cmds.extend(_join_continuations(parts))
+            outputs.append([])
+        elif outputs and line.strip():
+            outputs[-1].append(line)
         i += 1
-    return cmds
+    return cmds, outputs
 
 
 def parse_blocks(path: Path) -> list[Block]:
@@ -113,7 +126,7 @@ def parse_blocks(path: Path) -> list[Block]:
                 break
         block = Block(path, start, lang, body, tested_by)
         if lang == "console":
-            block.commands = _console_commands(body)
+            block.commands, block.outputs = _console_commands(body)
         elif lang in SHELL_LANGS:
             block.commands = _join_continuations(
                 [x for x in body if x.strip() and not x.lstrip().startswith("#")])
@@ -127,9 +140,31 @@ SESSIONS = [b for b in ALL_BLOCKS if b.commands]
 CONF_BLOCKS = [b for b in ALL_BLOCKS if b.lang == "conf" and b.file.parent.name == "manual"]
 
 
+def words_of(command: str) -> list[str]:
+    """Shell words of one simple command, inline ``# comments`` dropped."""
+    return shlex.split(command, comments=True)
+
+
 def program_of(command: str) -> str:
-    words = shlex.split(command)
+    words = words_of(command)
     return words[0] if words else ""
+
+
+def statements(command: str) -> list[str]:
+    """Split ``a; b`` into its statements, outside quotes (pipelines stay whole)."""
+    parts, cur, quote = [], [], None
+    for ch in command:
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ";":
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
 
 
 # --- handlers: how one command is exercised -------------------------------------------------
@@ -148,7 +183,7 @@ def _conntrackd_scan(argv: list[str]):
 
 
 def check_conntrackd(command: str, _ns) -> None:
-    argv = shlex.split(command)[1:]
+    argv = words_of(command)[1:]
     if any(a in ("-v", "-h") for a in argv):
         proc = subprocess.run([str(VENV_BIN / "conntrackd"), *argv], capture_output=True,
                               text=True, timeout=30)
@@ -162,13 +197,13 @@ def check_conntrackd(command: str, _ns) -> None:
 
 def check_make(command: str, _ns) -> None:
     makefile = (ROOT / "Makefile").read_text()
-    targets = shlex.split(command)[1:] or ["all"]
+    targets = words_of(command)[1:] or ["all"]
     for t in targets:
         assert re.search(rf"^{re.escape(t)}\s*:", makefile, re.M), f"no make target {t}"
 
 
 def check_pip(command: str, _ns) -> None:
-    words = shlex.split(command)
+    words = words_of(command)
     assert words[1] == "install", command
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     extras = meta["project"].get("optional-dependencies", {})
@@ -180,7 +215,7 @@ def check_pip(command: str, _ns) -> None:
 
 
 def check_man(command: str, _ns) -> None:
-    words = shlex.split(command)
+    words = words_of(command)
     assert words[1] == "-l"
     page = ROOT / words[2]
     assert page.is_file(), page
@@ -191,7 +226,7 @@ def check_man(command: str, _ns) -> None:
 
 
 def check_source(command: str, _ns) -> None:
-    path = ROOT / shlex.split(command)[1]
+    path = ROOT / words_of(command)[1]
     prog = path.name.split(".")[0]
     proc = subprocess.run(["bash", "-c", f"source {shlex.quote(str(path))} && complete -p {prog}"],
                           capture_output=True, text=True, timeout=30)
@@ -199,14 +234,37 @@ def check_source(command: str, _ns) -> None:
 
 
 def check_venv_program(command: str, _ns) -> None:
-    words = shlex.split(command)
+    words = words_of(command)
     proc = subprocess.run([str(ROOT / words[0]), *words[1:]], capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
+def check_ctlab(command: str, _ns) -> None:
+    """Lab runs take minutes and build their own namespaces: parse and build the settings."""
+    from netns_lab import cli
+
+    args = cli.build_parser().parse_args(words_of(command)[1:])
+    if hasattr(args, "replicas") or hasattr(args, "loss"):
+        try:
+            cli.config_from(args)
+        except (AttributeError, KeyError):
+            pass  # subcommands without lab settings (status, down)
+
+
+def check_ctsim(command: str, _ns) -> None:
+    """Parse with the simulator's own parser and derive its settings."""
+    from sim import cli
+
+    args = cli.build_parser().parse_args(words_of(command)[1:])
+    if getattr(args, "command", None) == "run":
+        cli.config_from_args(args)
+
+
 HANDLERS = {
+    "ctlab": check_ctlab,
+    "ctsim": check_ctsim,
     "conntrackd": check_conntrackd,
     "make": check_make,
     "pip": check_pip,
@@ -231,7 +289,32 @@ def pipeline_programs(command: str) -> list[str]:
     return programs
 
 
-def run_in_netns(command: str, ns) -> None:
+_VARYING = [
+    (re.compile(r"^((?:ipv[46]\s+\d+\s+)?[a-z0-9]+\s+\d+ )\d+ "), r"\1T "),  # timeout
+    (re.compile(r"-t \d+ "), "-t T "),
+    (re.compile(r"\b(id|use|portid)=\d+"), r"\1=N"),
+    (re.compile(r"^\[\d+\.\d+\]"), "[TIME]"),
+]
+
+
+def normalise(line: str) -> str:
+    """Blank out what changes from run to run: timeouts, ids, reference counts, times."""
+    for pattern, repl in _VARYING:
+        line = pattern.sub(repl, line)
+    return line.rstrip()
+
+
+def check_output(command: str, shown: list[str], got: str) -> None:
+    """Every sample line shown under a conntrack command is printed by ours (any order:
+    the summary goes to stderr)."""
+    if not shown or program_of(command) != "conntrack" or "|" in command:
+        return
+    actual = {normalise(x) for x in got.splitlines()}
+    for line in shown:
+        assert normalise(line) in actual, f"{command!r}: doc shows {line!r}, got:\n{got}"
+
+
+def run_in_netns(command: str, ns, shown: list[str] | None = None) -> None:
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
     argv = ns.cmd("sh", "-c", command)
     if re.search(r"\bconntrack\s+(-E|--event)\b", command):
@@ -248,6 +331,7 @@ def run_in_netns(command: str, ns) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, f"{command!r} exited {proc.returncode}: {proc.stderr}"
+    check_output(command, shown or [], proc.stdout + proc.stderr)
 
 
 def needs_netns(block: Block) -> bool:
@@ -287,13 +371,14 @@ def test_doc_session(block: Block, netns_factory) -> None:
     if needs_netns(block):
         ns = netns_factory("ctdoc")
         ns.enable_conntrack()
-    for command in block.commands:
-        programs = pipeline_programs(command)
-        if all(p in RUN_IN_NETNS for p in programs):
-            run_in_netns(command, ns)
-        else:
-            assert len(programs) == 1, f"{block.where}: pipeline with {programs}"
-            HANDLERS[programs[0]](command, ns)
+    for i, line in enumerate(block.commands):
+        for command in statements(line):
+            programs = pipeline_programs(command)
+            if all(p in RUN_IN_NETNS for p in programs):
+                run_in_netns(command, ns, block.outputs[i] if block.outputs else None)
+            else:
+                assert len(programs) == 1, f"{block.where}: pipeline with {programs}"
+                HANDLERS[programs[0]](command, ns)
 
 
 @pytest.mark.parametrize("block", CONF_BLOCKS, ids=lambda b: b.where)
@@ -407,6 +492,8 @@ def test_man_pages_and_completion_are_packaged() -> None:
     shipped |= {str(p.relative_to(ROOT)) for p in (ROOT / "completion").glob("*.bash")}
     assert shipped <= set(shared), shipped - set(shared)
     for src, dst in shared.items():
+        if not src.startswith(("man/", "completion/")):
+            continue
         if src.startswith("man/"):
             section = src.rsplit(".", 1)[1]
             assert dst == f"share/man/man{section}/{Path(src).name}"
