@@ -349,3 +349,13 @@ def test_expectations(ns, ref_conntrack):
         with pytest.raises(NetlinkError) as exc:
             xt.delete(exp.tuple)
         assert exc.value.errno == errno.ENOENT
+        # flags, class, expectfn and NAT travel both ways
+        exp.flags, exp.klass, exp.fn = 1, 0, "nat-follow-master"  # PERMANENT
+        exp.nat_dir = 1
+        exp.nat_tuple = Tuple(2, "192.0.2.1", "10.12.0.2", 6, sport=4000, dport=0)
+        xt.create(exp)
+        [got] = list(xt.dump())
+        assert (got.flags, got.klass, got.fn, got.nat_dir) == (1, 0, "nat-follow-master", 1)
+        assert (got.nat_tuple.src, got.nat_tuple.sport) == ("192.0.2.1", 4000)
+        xt.flush()
+        assert xt.count() == 0
