@@ -482,6 +482,20 @@ class Lab:
                       f"{timeout:.0f}s")
         return False
 
+    def wait_flowing(self, timeout: float = 15.0) -> int:
+        """Wait until every live TCP flow echoed again after the last fail-over; return
+        how many did."""
+        assert self.traffic is not None, "start_traffic() first"
+        since = self.failovers[-1].mono_done if self.failovers else self.traffic_started
+        deadline = time.monotonic() + timeout
+        while True:
+            live = [f for f in self.traffic.flows
+                    if f.kind == "tcp" and f.connected and not f.reset]
+            flowing = sum(1 for f in live if f.last_echo() > since)
+            if flowing == len(live) or time.monotonic() > deadline:
+                return flowing
+            time.sleep(0.1)
+
     def verdict(self, observe_s: float = 3.0, stall_s: float = 2.0,
                 synced: bool | None = None) -> Verdict:
         """Watch the flows for ``observe_s`` after the last fail-over and judge them."""

@@ -47,8 +47,8 @@ def failback(cfg: LabConfig, flows: int = 20, udp_flows: int = 2,
         lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows, v6=v6)
         lab.wait_synced(timeout=sync_timeout)
         lab.failover()
-        time.sleep(1.0)
-        first = lab.verdict(observe_s=1.0).as_dict()
+        lab.wait_flowing(timeout=15.0)
+        first = lab.verdict(observe_s=0.5).as_dict()
         # fw1 is isolated from the LANs but still on the sync link: it must hold fw2's
         # states (fw2 sent a bulk update when it became primary)
         synced = lab.wait_synced(timeout=sync_timeout, replica=1)
