@@ -359,3 +359,27 @@ def test_expectations(ns, ref_conntrack):
         assert (got.nat_tuple.src, got.nat_tuple.sport) == ("192.0.2.1", 4000)
         xt.flush()
         assert xt.count() == 0
+
+
+def test_rare_attributes_through_the_kernel(ns):
+    from ctools.library import Conntrack
+    # labels can only be attached once some rule uses them
+    ns.run("nft", "-f", "-", input=b"table inet ctnllab {\n chain c {\n"
+           b"  type filter hook prerouting priority 0\n  ct label 127 accept\n }\n}\n")
+    orig = Tuple(2, "10.13.0.1", "10.13.0.2", 6, sport=1, dport=2)
+    with Conntrack(netns=ns.name) as ct:
+        ct.create(Entry(orig, timeout=100, tcp_state=3, status=0x6,
+                        tcp_flags_orig=(0x2, 0x2), tcp_flags_reply=(0x8, 0x8),
+                        synproxy=(1, 2, 3), seq_adj_orig=(10, 20, 30),
+                        seq_adj_reply=(40, 50, 60), labels=(1 << 127) | (1 << 3),
+                        nat_src=NatRange("192.0.2.7", "192.0.2.7")))
+        e = ct.get(orig)
+        assert e.reply.dst == "192.0.2.7" and e.status & 0x90 == 0x90
+        assert e.synproxy == (1, 2, 3)
+        assert (e.seq_adj_orig, e.seq_adj_reply) == ((10, 20, 30), (40, 50, 60))
+        assert e.labels == (1 << 127) | (1 << 3)
+        assert (e.tcp_flags_orig[0], e.tcp_flags_reply[0]) == (0x2, 0x8)
+        # update: labels under a mask are added, the mark is (old & ~mask) ^ value
+        ct.update(Entry(orig, labels=1 << 5, labels_mask=1 << 5, mark=0xF0, mark_mask=0xFF))
+        e = ct.get(orig)
+        assert e.labels == (1 << 127) | (1 << 5) | (1 << 3) and e.mark == 0xF0
