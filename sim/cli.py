@@ -89,6 +89,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resend-queue", type=int, default=131072, help="FT-FW ResendQueueSize")
     p.add_argument("--refresh-time", type=int, default=60, help="ALARM RefreshTime (s)")
     p.add_argument("--cache-timeout", type=int, default=180, help="ALARM CacheTimeout (s)")
+    p.add_argument("--no-hardening", action="store_true",
+                   help="the core's receiver with the C daemon's exact acceptance rules")
     p.add_argument("--bound", type=float, default=None,
                    help="liveness bound in simulated seconds after quiescence")
     p.add_argument("--swarm", action="store_true",
@@ -112,9 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reorders", default=None, help="comma-separated reorder probabilities")
     s.add_argument("--seeds", type=int, default=3, help="seeds per point (default 3)")
     s.add_argument("--entries", type=int, default=200)
+    s.add_argument("--hardening", default="on", help="on, off or on,off (receiver rules)")
     s.add_argument("--out", default="docs", help="directory for data/ and plots/ (default docs)")
     s.add_argument("--json", action="store_true", help="print the rows as JSON lines")
     s.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    c = sub.add_parser("labcompare", help="replay the `ctlab sweep` scenario and compare with "
+                       "docs/data/lab_sweep.csv")
+    c.add_argument("--losses", default="0,0.1,0.2,0.3,0.4")
+    c.add_argument("--seeds", type=int, default=20, help="seeds per loss (default 20)")
+    c.add_argument("--out", default="docs")
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 
 
@@ -150,7 +159,8 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
                     startup_resync=not a.no_startup_resync,
                     restart_bulk=not a.no_restart_bulk, ack_window=a.ack_window,
                     resend_queue=a.resend_queue, refresh_time=a.refresh_time,
-                    cache_timeout=a.cache_timeout, liveness_bound_s=a.bound)
+                    cache_timeout=a.cache_timeout, liveness_bound_s=a.bound,
+                    hardening=not a.no_hardening)
     if a.ack_window < 1 or a.resend_queue < 1 or a.refresh_time < 1 or a.cache_timeout < 1:
         raise ConfigError("--ack-window, --resend-queue, --refresh-time and --cache-timeout "
                           "must be positive")
@@ -216,12 +226,34 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return run_sweep(a)
 
 
+def cmd_labcompare(a: argparse.Namespace) -> int:
+    import os
+
+    from sim.labcompare import _read_lab, compare, summary
+    from sim.sweep import _floats
+
+    if a.seeds < 1:
+        raise ConfigError("--seeds must be positive")
+    rows = compare(_floats(a.losses, ()), a.seeds, a.out)
+    lab_csv = os.path.join(a.out, "data", "lab_sweep.csv")
+    lab = _read_lab(lab_csv) if os.path.exists(lab_csv) else None
+    summ = summary(rows, lab)
+    if a.json:
+        print(json.dumps(summ))
+    else:
+        for row in summ:
+            print("  ".join(f"{k}={v}" for k, v in row.items()))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ctsim`` console script."""
     a = build_parser().parse_args(argv)
     try:
         if a.command == "run":
             return cmd_run(a)
+        if a.command == "labcompare":
+            return cmd_labcompare(a)
         return cmd_sweep(a)
     except ConfigError as exc:
         sys.stderr.write(f"ctsim: {exc}\n")

@@ -56,6 +56,7 @@ class SimConfig:
     cache_timeout: int = 180        # ALARM CacheTimeout (s)
     mtu: int = 1500
     liveness_bound_s: float | None = None
+    hardening: bool = True          # the core's receive guard; off = the C receiver's rules
     swarm: bool = False
 
     def validate(self) -> None:
@@ -102,6 +103,8 @@ class SimConfig:
                  f"auth={'on' if self.auth else 'off'}",
                  "partitions=" + (",".join(map(str, self.partitions)) or "none"),
                  "crashes=" + (",".join(map(str, self.crashes)) or "none")]
+        if not self.hardening:
+            parts.append("hardening=off")
         return " ".join(parts)
 
     def argv(self) -> list[str]:
@@ -119,6 +122,10 @@ class SimConfig:
             a += ["--burst-loss", "--burst-len", f"{f.burst_len:g}"]
         if self.auth:
             a.append("--auth")
+        if not self.hardening:
+            a.append("--no-hardening")
+        if self.liveness_bound_s is not None:
+            a += ["--bound", f"{self.liveness_bound_s:g}"]
         for p in self.partitions:
             a += ["--partition", str(p)]
         for c in self.crashes:

@@ -102,6 +102,9 @@ class Result:
     datagrams_sent: int = 0
     datagrams_dropped: int = 0
     bytes_sent: int = 0
+    bytes_at_quiescence: int = 0    # wire bytes while the workload ran
+    quiescence_seconds: float = 0.0
+    kernel_events: int = 0          # conntrack events the replicas' kernels produced
     # data messages that put a state on the wire again (same kind and content from the same
     # core: NACK/HELLO resends, bulk answers); the core's own "retransmitted" counter, which
     # also counts fresh updates of still-queued objects, is in core_stats
@@ -219,7 +222,7 @@ class Simulator:
                         initial_seq=int(self.now_s) & 0xFFFFFFFF,
                         ack_window=cfg.ack_window, resend_queue_size=cfg.resend_queue,
                         refresh_time=cfg.refresh_time, cache_timeout=cfg.cache_timeout,
-                        startup_resync=cfg.startup_resync,
+                        startup_resync=cfg.startup_resync, hardening=cfg.hardening,
                         rng=stream(cfg.seed, f"core/{replica.idx}/{replica.incarnation}"))
         if cfg.auth:
             settings.update(auth_key=f"ctsim-shared-key-{cfg.seed:020d}".encode(),
@@ -321,6 +324,7 @@ class Simulator:
                 self.legit.add(view(obj))
             objs.append((_KIND[kind], obj))
         self.dirty = True
+        self.result.kernel_events += len(batch)
         self.trace.emit(self.queue.now, f"kern {r} n={len(batch)}")
         for s in replica.sessions.values():
             for kind, obj in objs:
@@ -584,6 +588,8 @@ class Simulator:
         """The whole scenario: workload and faults, quiescence, liveness check, result."""
         cfg = self.cfg
         self.run_until(self.quiescence_s())
+        self.result.bytes_at_quiescence = self.net.stats.bytes_sent
+        self.result.quiescence_seconds = round(self.quiescence_s(), 6)
         self.heal()
         took = self.settle(cfg.bound_s())
         res = self.result

@@ -22,8 +22,9 @@ from sim.workload import WorkloadSpec
 
 DEFAULT_LOSSES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 DEFAULT_REORDERS = (0.0, 0.05, 0.1, 0.3)
-COLUMNS = ("mode", "axis", "loss", "reorder", "seeds", "converged", "promised",
-           "t_converge_mean_s", "t_converge_max_s", "bytes_mean", "kbit_per_s_mean",
+COLUMNS = ("mode", "hardening", "axis", "loss", "reorder", "seeds", "converged", "promised",
+           "t_converge_mean_s", "t_converge_max_s", "bytes_mean", "bytes_per_event_mean",
+           "kbit_per_s_mean",
            "messages_mean", "datagrams_mean", "retransmissions_mean", "violations")
 
 
@@ -39,24 +40,29 @@ def _floats(text: str | None, default: tuple[float, ...]) -> tuple[float, ...]:
     return vals
 
 
-def point(mode: str, loss: float, reorder: float, seeds: int, entries: int) -> dict:
+def point(mode: str, loss: float, reorder: float, seeds: int, entries: int,
+          hardening: bool = True) -> dict:
     """Run one sweep point over ``seeds`` seeds and aggregate it."""
     results = []
     for seed in range(1, seeds + 1):
-        cfg = SimConfig(seed=seed, mode=mode,
+        cfg = SimConfig(seed=seed, mode=mode, hardening=hardening,
                         workload=WorkloadSpec(entries=entries, churn_s=5.0, churn_rate=20.0),
                         faults=LinkFaults(loss=loss, reorder=reorder))
         results.append(run(cfg))
     times = [r.sim_seconds_to_converge for r in results if r.converged]
     return {
-        "mode": mode, "loss": loss, "reorder": reorder, "seeds": seeds,
+        "mode": mode, "hardening": "on" if hardening else "off", "loss": loss, "reorder": reorder, "seeds": seeds,
         "converged": sum(r.converged for r in results),
         "promised": sum(r.convergence_promised for r in results),
         "t_converge_mean_s": round(statistics.mean(times), 4) if times else "",
         "t_converge_max_s": round(max(times), 4) if times else "",
         "bytes_mean": round(statistics.mean(r.bytes_sent for r in results)),
-        "kbit_per_s_mean": round(statistics.mean(8 * r.bytes_sent / 1000 / r.sim_seconds
-                                                 for r in results), 2),
+        # traffic while the workload runs, and wire bytes per kernel event until convergence
+        # (or the liveness bound): the idle tail after convergence is not counted
+        "kbit_per_s_mean": round(statistics.mean(
+            8 * r.bytes_at_quiescence / 1000 / r.quiescence_seconds for r in results), 2),
+        "bytes_per_event_mean": round(statistics.mean(
+            r.bytes_sent / max(1, r.kernel_events) for r in results), 1),
         "messages_mean": round(statistics.mean(r.messages_sent for r in results)),
         "datagrams_mean": round(statistics.mean(r.datagrams_sent for r in results)),
         "retransmissions_mean": round(statistics.mean(r.retransmissions for r in results), 1),
@@ -65,22 +71,20 @@ def point(mode: str, loss: float, reorder: float, seeds: int, entries: int) -> d
 
 
 def sweep(modes: list[str], losses: tuple[float, ...], reorders: tuple[float, ...],
-          seeds: int, entries: int, progress=None) -> list[dict]:
-    """All rows of a sweep (loss axis then reorder axis, for every mode)."""
+          seeds: int, entries: int, progress=None,
+          hardenings: tuple[bool, ...] = (True,)) -> list[dict]:
+    """All rows of a sweep (loss axis then reorder axis, for every mode and receiver)."""
     rows = []
-    for mode in modes:
-        for loss in losses:
-            row = point(mode, loss, 0.0, seeds, entries)
-            row["axis"] = "loss"
-            rows.append(row)
-            if progress:
-                progress(row)
-        for reorder in reorders:
-            row = point(mode, 0.0, reorder, seeds, entries)
-            row["axis"] = "reorder"
-            rows.append(row)
-            if progress:
-                progress(row)
+    for hardening in hardenings:
+        for mode in modes:
+            for axis, values in (("loss", losses), ("reorder", reorders)):
+                for value in values:
+                    loss, reorder = (value, 0.0) if axis == "loss" else (0.0, value)
+                    row = point(mode, loss, reorder, seeds, entries, hardening)
+                    row["axis"] = axis
+                    rows.append(row)
+                    if progress:
+                        progress(row)
     return rows
 
 
@@ -104,15 +108,19 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
     paths = []
     for metric, label, name in (("t_converge_mean_s", "seconds to converge after quiescence",
                                  "sim_convergence.png"),
-                                ("kbit_per_s_mean", "sync traffic (kbit/s, both directions)",
+                                ("bytes_per_event_mean",
+                                 "wire bytes per kernel event, until convergence",
                                  "sim_bandwidth.png")):
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for ax, axis in zip(axes, ("loss", "reorder"), strict=True):
-            for mode in dict.fromkeys(r["mode"] for r in rows):
+            for mode, hard in dict.fromkeys((r["mode"], r["hardening"]) for r in rows):
                 pts = [(r[axis], r[metric]) for r in rows
-                       if r["mode"] == mode and r["axis"] == axis and r[metric] != ""]
+                       if r["mode"] == mode and r["hardening"] == hard and r["axis"] == axis
+                       and r[metric] != ""]
+                label = mode if hard == "on" else f"{mode} (C receiver rules)"
                 if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=mode)
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                            linestyle="-" if hard == "on" else "--", label=label)
             ax.set_xlabel(f"{axis} probability")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
@@ -135,6 +143,11 @@ def run_sweep(a: argparse.Namespace) -> int:
     if a.seeds < 1 or a.entries < 1:
         raise ConfigError("--seeds and --entries must be positive")
     losses = _floats(a.losses, DEFAULT_LOSSES)
+    try:
+        hardenings = tuple({"on": True, "off": False}[h.strip()]
+                           for h in a.hardening.split(",") if h.strip())
+    except KeyError:
+        raise ConfigError("--hardening takes on, off or on,off") from None
     reorders = _floats(a.reorders, DEFAULT_REORDERS)
     t0 = time.monotonic()
 
@@ -142,12 +155,13 @@ def run_sweep(a: argparse.Namespace) -> int:
         if a.json:
             print(json.dumps(row, sort_keys=True), flush=True)
         else:
-            print(f"{row['mode']:8} {row['axis']:7} loss={row['loss']:<5g} "
+            print(f"{row['mode']:8} h={row['hardening']:3} {row['axis']:7} loss={row['loss']:<5g} "
                   f"reorder={row['reorder']:<5g} converged={row['converged']}/{row['seeds']} "
                   f"t={row['t_converge_mean_s']}s kbit/s={row['kbit_per_s_mean']} "
+                  f"B/event={row['bytes_per_event_mean']} "
                   f"violations={row['violations']}", flush=True)
 
-    rows = sweep(modes, losses, reorders, a.seeds, a.entries, progress)
+    rows = sweep(modes, losses, reorders, a.seeds, a.entries, progress, hardenings)
     csv_path = os.path.join(a.out, "data", "sim_sweep.csv")
     write_csv(rows, csv_path)
     print(f"ctsim: wrote {csv_path} ({time.monotonic() - t0:.1f}s)", file=sys.stderr)
