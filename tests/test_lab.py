@@ -157,16 +157,24 @@ def test_mixed_survives_an_impaired_sync_link():
     assert report["tcp_resets"] == 0 and report["stalls"] == 0
 
 
-def test_corruption_without_checksums_reaches_the_daemons_and_they_cope():
-    """With Checksum off, the kernel lets damaged datagrams through: the daemons must
-    reject what they cannot parse and keep running."""
+def udp_checksum_errors(ns: str) -> int:
+    lines = [ln.split() for ln in nsutil.run(ns, "cat", "/proc/net/snmp").stdout.decode()
+             .splitlines() if ln.startswith("Udp:")]
+    return int(dict(zip(lines[0], lines[1], strict=True))["InCsumErrors"])
+
+
+@pytest.mark.parametrize("checksum", [True, False])
+def test_corruption_is_caught_by_udp_or_reaches_the_daemons_which_cope(checksum):
+    """Checksum on: the receiving kernel drops damaged datagrams. Checksum off: they reach
+    the daemons, which must reject what they cannot parse and keep running."""
     ours_or_fail()
-    cfg = LabConfig(replicas="ours", checksum=False, impairment=Impairment(corrupt=0.3))
+    cfg = LabConfig(replicas="ours", checksum=checksum, impairment=Impairment(corrupt=0.3))
     with Lab(cfg) as lab:
         lab.start_traffic(tcp_flows=10)
         time.sleep(2)
-        stats = lab.link_stats()["total"]
-        assert stats.get("corrupted", 0) > 0
+        assert lab.link_stats()["total"].get("corrupted", 0) > 0
+        caught = sum(udp_checksum_errors(lab.topo.fw[i]) for i in (1, 2))
+        assert (caught > 0) if checksum else (caught == 0)
         for rep in lab.replicas.values():
             assert rep.alive(), rep.tail()
             assert rep.client("-s", check=False).returncode == 0
