@@ -18,10 +18,12 @@ How each program is exercised (see HANDLERS):
 
 * run for real in the session's namespace: conntrack, nft, sysctl, ip, ls, zgrep, sed,
   and pipelines of those (conntrack -E, which never ends by itself, runs for a second);
-* conntrackd: parsed with our own argument scanner (``ctools.cli.conntrackd.scan``) — the
-  documented commands name the system's /etc/conntrackd files and need a running peer, so
-  running them here is not possible; the scan must accept them and select a request or the
-  daemon mode. Its -v/-h run for real.
+* conntrackd with the manual's configuration paths (/etc/conntrackd/conntrackd.conf,
+  conntrackd-stats.conf): run for real on "fw1" of a two-namespace stage (DaemonStage: veth
+  eth2 with the chapter's addresses, the chapter's own ```conf block with its lock, socket and
+  log files moved to a temporary folder, the mirrored configuration running on "fw2");
+  other conntrackd lines are parsed with our own argument scanner
+  (``ctools.cli.conntrackd.scan``), -v/-h run for real.
 * make: the target must exist in the Makefile; pip install: the extras must exist in
   pyproject.toml (running them would rebuild the environment under the tests);
 * man -l: the page renders with man; source: bash loads the completion file and registers
@@ -40,6 +42,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,9 +359,115 @@ def test_tested_by_targets_exist() -> None:
             assert (ROOT / s.tested_by).is_file(), f"{s.where}: {s.tested_by} does not exist"
 
 
+
+# --- conntrackd sessions run against real daemons -----------------------------------------
+
+# The system paths the manual's conntrackd commands name -> the manual's configuration for it
+# (first ```conf block of that chapter).
+DOC_CONFIGS = {
+    "/etc/conntrackd/conntrackd.conf": DOCS / "manual" / "sync.md",
+    "/etc/conntrackd/conntrackd-stats.conf": DOCS / "manual" / "stats.md",
+}
+SYNC_ADDRS = ("192.168.100.1", "192.168.100.2")
+
+
+def _doc_config(chapter: Path) -> str:
+    return "\n".join(next(b for b in parse_blocks(chapter) if b.lang == "conf").lines)
+
+
+def _relocate(text: str, tmp: Path, name: str) -> str:
+    """The manual's configuration with its files moved into ``tmp`` (the test's own)."""
+    text = re.sub(r"LockFile \S+", f"LockFile {tmp}/{name}.lock", text)
+    text = re.sub(r"Path \S+", f"Path {tmp}/{name}.sock", text)
+    logs = iter([f"{tmp}/{name}.log", f"{tmp}/{name}-flows.log"])
+    return re.sub(r"LogFile on", lambda _m: f"LogFile {next(logs)}", text)
+
+
+class DaemonStage:
+    """fw1 and fw2 of the manual in two namespaces: a veth named eth2 between them with the
+    chapter's addresses, the chapter's configuration (files moved to a temporary folder) on
+    fw1, the mirrored one on fw2 with its daemon running. The manual's commands then run on
+    fw1 with the configuration path replaced."""
+
+    def __init__(self, netns_factory, tmp: Path, system_path: str) -> None:
+        self.tmp = tmp
+        self.system_path = system_path
+        self.fw1, self.fw2 = netns_factory("ctdoc"), netns_factory("ctdoc")
+        text = _doc_config(DOC_CONFIGS[system_path])
+        self.conf = tmp / "fw1.conf"
+        self.conf.write_text(_relocate(text, tmp, "fw1"))
+        subprocess.run(["ip", "link", "add", "eth2", "netns", self.fw1.name, "type", "veth",
+                        "peer", "name", "eth2", "netns", self.fw2.name], check=True)
+        for ns, addr in ((self.fw1, SYNC_ADDRS[0]), (self.fw2, SYNC_ADDRS[1])):
+            ns.enable_conntrack()
+            ns.run("ip", "addr", "add", f"{addr}/24", "dev", "eth2")
+            ns.run("ip", "link", "set", "eth2", "up")
+        if "Sync" in text:
+            mirrored = text.replace(SYNC_ADDRS[0], "@").replace(SYNC_ADDRS[1], SYNC_ADDRS[0])
+            conf2 = tmp / "fw2.conf"
+            conf2.write_text(_relocate(mirrored.replace("@", SYNC_ADDRS[1]), tmp, "fw2"))
+            self._start(self.fw2, conf2)
+
+    def _start(self, ns, conf: Path) -> None:
+        proc = ns.spawn(str(VENV_BIN / "conntrackd"), "-C", str(conf),
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        sock = Path(re.search(r"Path (\S+)", conf.read_text()).group(1))
+        deadline = time.monotonic() + 15
+        while not sock.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "daemon did not start"
+            time.sleep(0.05)
+
+    def prepare(self, commands: list[str]) -> None:
+        """Start fw1's daemon unless the session starts it itself (-d)."""
+        if not any(re.search(r"\s-d(\s|$)", c) for c in commands):
+            self._start(self.fw1, self.conf)
+
+    def run(self, command: str) -> None:
+        command = command.replace(self.system_path, str(self.conf))
+        env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+        env.pop("NOTIFY_SOCKET", None)
+        deadline = time.monotonic() + 10
+        while True:
+            proc = subprocess.run(self.fw1.cmd("sh", "-c", command), capture_output=True,
+                                  text=True, env=env, timeout=60)
+            # --health needs the peer to have been heard once: give the link a moment.
+            if proc.returncode == 0 or "--health" not in command or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+        assert proc.returncode == 0, f"{command!r} exited {proc.returncode}: " \
+            f"{proc.stdout}{proc.stderr}{self.log()}"
+
+    def log(self) -> str:
+        log = self.tmp / "fw1.log"
+        return log.read_text() if log.exists() else ""
+
+    def close(self) -> None:
+        # A daemon started with -d is not a child of ours: stop it by the pids the kernel
+        # lists for this namespace (never by name).
+        for ns in (self.fw1, self.fw2):
+            pids = subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+
+
+def _stage_path(block: Block) -> str | None:
+    for c in block.commands:
+        for path in DOC_CONFIGS:
+            if program_of(c) == "conntrackd" and path in c:
+                return path
+    return None
+
+
 @pytest.mark.parametrize("block", [s for s in SESSIONS if s.tested_by is None],
                          ids=lambda b: b.where)
-def test_doc_session(block: Block, netns_factory) -> None:
+def test_doc_session(block: Block, netns_factory, tmp_path: Path) -> None:
     """Run (or parse) every command of one documentation block, in order."""
     progs = {p.rsplit("/", 1)[-1] for c in block.commands for p in pipeline_programs(c)}
     if "conntrack" in progs:
@@ -367,18 +476,29 @@ def test_doc_session(block: Block, netns_factory) -> None:
     if "conntrackd" in progs:
         pytest.importorskip("ctools.cli.conntrackd",
                             reason="our conntrackd program is not in the tree yet")
-    ns = None
+    ns = stage = None
     if needs_netns(block):
         ns = netns_factory("ctdoc")
         ns.enable_conntrack()
-    for i, line in enumerate(block.commands):
-        for command in statements(line):
-            programs = pipeline_programs(command)
-            if all(p in RUN_IN_NETNS for p in programs):
-                run_in_netns(command, ns, block.outputs[i] if block.outputs else None)
-            else:
-                assert len(programs) == 1, f"{block.where}: pipeline with {programs}"
-                HANDLERS[programs[0]](command, ns)
+    system_path = _stage_path(block)
+    try:
+        if system_path:
+            stage = DaemonStage(netns_factory, tmp_path, system_path)
+            stage.prepare(block.commands)
+        for i, line in enumerate(block.commands):
+            for command in statements(line):
+                programs = pipeline_programs(command)
+                if all(p in RUN_IN_NETNS for p in programs):
+                    run_in_netns(command, ns, block.outputs[i] if block.outputs else None)
+                elif stage is not None and programs == ["conntrackd"] and \
+                        system_path in command:
+                    stage.run(command)
+                else:
+                    assert len(programs) == 1, f"{block.where}: pipeline with {programs}"
+                    HANDLERS[programs[0]](command, ns)
+    finally:
+        if stage is not None:
+            stage.close()
 
 
 @pytest.mark.parametrize("block", CONF_BLOCKS, ids=lambda b: b.where)
