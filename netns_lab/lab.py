@@ -409,9 +409,11 @@ class Lab:
         if drops and timing.commit_done is not None:
             timing.window_drops = drops[-1]
 
-    def restart_replica(self, index: int, crash: bool = True) -> float:
+    def restart_replica(self, index: int, crash: bool = True,
+                        timeout: float = 20.0) -> float | None:
         """Kill (or stop) a replica's daemon and start it again; it asks its peer for a
-        resync. Return seconds until its external cache holds every established flow."""
+        resync. Return seconds until the (backup) replica's external cache holds every
+        established flow again (None if it did not within ``timeout``)."""
         rep = self.replicas[index]
         self.progress(f"{'crashing' if crash else 'stopping'} and restarting fw{index} "
                       f"conntrackd")
@@ -423,8 +425,8 @@ class Lab:
         rep.start()
         rep.client("-n", check=False)
         self._write_state()
-        if index != self.master:
-            self.wait_synced(replica=index)
+        if index != self.master and not self.wait_synced(timeout=timeout, replica=index):
+            return None
         return time.monotonic() - t0
 
     # -- traffic and convergence ------------------------------------------------------------

@@ -22,7 +22,7 @@ def _fmt(value) -> str:
 def render(report: dict, console: Console) -> None:
     """Print the report as two tables and a verdict line."""
     imp = report.get("impairment", {})
-    link_desc = ", ".join(f"{k} {v:g}" for k, v in imp.items()
+    link_desc = ", ".join(f"{k} {v * 100:g}%" for k, v in imp.items()
                           if k in ("loss", "burst_loss", "reorder", "corrupt", "duplicate")
                           and v) or "clean"
     title = (f"ctlab {report.get('scenario', '')}: replicas {report.get('replicas')} "

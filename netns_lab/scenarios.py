@@ -68,16 +68,11 @@ def restart(cfg: LabConfig, flows: int = 20, udp_flows: int = 2,
     with Lab(cfg, progress=progress) as lab:
         lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows, v6=v6)
         lab.wait_synced(timeout=sync_timeout)
-        t0 = time.monotonic()
-        rep = lab.replicas[2]
-        rep.kill()
-        rep.start()
-        rep.client("-n", check=False)
-        synced = lab.wait_synced(timeout=sync_timeout)
-        resync_s = time.monotonic() - t0
+        resync_s = lab.restart_replica(2, crash=True, timeout=sync_timeout)
+        synced = resync_s is not None
         lab.failover()
         return _finish(lab, synced, observe_s, {"scenario": "restart-resync",
-                                                "resync_s": round(resync_s, 3)})
+                                                "resync_s": round(resync_s, 3) if synced else None})
 
 
 def partition(cfg: LabConfig, flows: int = 20, udp_flows: int = 2, cut_s: float = 2.0,
