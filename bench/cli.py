@@ -4,6 +4,7 @@
 Runs in a throw-away network namespace (removed at exit, also on Ctrl-C):
 
 * ``-L`` and ``-L -o extended`` of N entries (default 100k): wall time (median of runs)
+* the same through ``python -m ctools.netlink.fast`` (the listing hot path by itself)
 * ``-R FILE`` with N ``-I`` lines: wall time to create them all
 * ``-E`` while a churn generator creates and deletes entries at a fixed event rate:
   CPU seconds each listener used for the same events, and the events each one printed
@@ -12,7 +13,7 @@ Runs in a throw-away network namespace (removed at exit, also on Ctrl-C):
 Every ratio is ours / C.  Needs root.  Usage::
 
     .venv/bin/python bench/cli.py [--entries 100000] [--runs 3] [--rate 50000]
-                                  [--seconds 4] [--only L,Lext,R,E,mem] [--json FILE]
+                                  [--seconds 4] [--only L,Lext,Lfast,R,E,mem] [--json FILE]
 """
 
 from __future__ import annotations
@@ -96,14 +97,18 @@ def run_measured(argv: list[str], stdin=None) -> tuple[float, float, int, bytes]
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, err
 
 
-def bench_list(ns: Namespace, runs: int, extra: list[str]) -> dict:
+FAST = [str(ROOT / ".venv" / "bin" / "python"), "-m", "ctools.netlink.fast"]
+
+
+def bench_list(ns: Namespace, runs: int, extra: list[str], ours: list[str] | None = None
+               ) -> dict:
     """Alternate C and ours so both see the same machine load; medians of wall and CPU."""
     walls: dict[str, list[float]] = {"c": [], "ours": []}
     cpus: dict[str, list[float]] = {"c": [], "ours": []}
     rss = 0
     for _ in range(runs):
-        for who, tool in (("c", REF), ("ours", OURS)):
-            wall, cpu, maxrss, _err = run_measured(ns.cmd(tool, "-L", *extra))
+        for who, cmd in (("c", [REF, "-L"]), ("ours", ours or [OURS, "-L"])):
+            wall, cpu, maxrss, _err = run_measured(ns.cmd(*cmd, *extra))
             walls[who].append(wall)
             cpus[who].append(cpu)
             if who == "ours":
@@ -219,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rate", type=int, default=50_000, help="events/s for the -E test")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of the -E churn")
-    ap.add_argument("--only", default="L,Lext,R,E,mem")
+    ap.add_argument("--only", default="L,Lext,Lfast,R,E,mem")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -235,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"entries": args.entries}
     ns = Namespace()
     try:
-        if only & {"L", "Lext"}:
+        if only & {"L", "Lext", "Lfast"}:
             populate(ns, args.entries)
         if "L" in only:
             results["-L"] = bench_list(ns, args.runs, [])
@@ -243,6 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         if "Lext" in only:
             results["-L -o extended"] = bench_list(ns, args.runs, ["-o", "extended"])
             print("-L -o extended", results["-L -o extended"], flush=True)
+        if "Lfast" in only:
+            # the listing hot path alone (ctools.netlink.fast), as the CLI can use it
+            results["fast -L"] = bench_list(ns, args.runs, [], FAST)
+            print("fast -L", results["fast -L"], flush=True)
+            results["fast -L -o extended"] = bench_list(ns, args.runs, ["-o", "extended"],
+                                                        FAST)
+            print("fast -L -o extended", results["fast -L -o extended"], flush=True)
         if "R" in only:
             results["-R"] = bench_load(ns, args.entries, max(1, args.runs - 1))
             print("-R", results["-R"], flush=True)
