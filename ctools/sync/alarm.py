@@ -119,7 +119,7 @@ class AlarmSync(SyncMode):
         if v.cls in (G.FAR, G.OLD):
             if v.cls == G.FAR:
                 self.stats.count_rejected("seq_implausible")
-            run = g.candidate(h, msg, v)
+            run = g.candidate(h, msg, v, now, self.stats.pkts_recv)
             if run is None:
                 return False
             for hh, mm in run:

@@ -8,7 +8,7 @@ caller for a bulk send; the strict receive guard (guard.py) in the C-compatible 
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 
 from ctools.sync import guard as G
@@ -25,6 +25,18 @@ from ctools.sync.core import (
 from ctools.sync.queues import RS, TX, CtlItem, ObjItem, TxQueue
 
 INIT, SAY, DONE = "init", "say", "done"
+
+
+def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """Contiguous [lo, hi] ranges of a set of sequence numbers (no wrap handling needed:
+    a range split at the wrap is just two ACKs)."""
+    out: list[list[int]] = []
+    for s in sorted(set(seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return [(lo, hi) for lo, hi in out]
 MASK = 0xFFFFFFFF
 DATA, CTL, BAD = "data", "ctl", "bad"
 
@@ -36,7 +48,8 @@ class FtfwSync(SyncMode):
 
     def __init__(self, params: SyncParams, now: float) -> None:
         super().__init__(params, now)
-        self._tx = TxQueue()
+        self._tx = TxQueue()                # objects waiting (FIFO, coalescing)
+        self._ctl: deque[CtlItem] = deque()  # control messages waiting (never held back)
         self._rs: OrderedDict[int, ObjItem | CtlItem] = OrderedDict()
         self._hello = INIT
         self._hello_back_pending = False
@@ -45,8 +58,8 @@ class FtfwSync(SyncMode):
         self._ack_pending = False
         self._alive_at = now + params.alive_interval
         self._lost_upto: int | None = None   # newest seq of an object dropped from a full rs
-        self._lost_resync_at = float("-inf")
         self._peer_saying = False           # the peer's last message carried HELLO
+        self._late: list[int] = []          # hole fillers still to acknowledge
         if params.startup_resync:
             self.request_resync(now)
 
@@ -73,7 +86,7 @@ class FtfwSync(SyncMode):
 
     def request_resync(self, now: float) -> None:
         self.now = now
-        self._tx.put_control(CtlItem(wire.F_RESYNC, 0, 0))
+        self._put_ctl(CtlItem(wire.F_RESYNC, 0, 0))
 
     def tick(self, now: float) -> None:
         self.now = now
@@ -81,10 +94,14 @@ class FtfwSync(SyncMode):
             return
         # Alive timer: a delayed ACK if a range is pending, else a keep-alive (§4.5).
         if self._ack_pending and self.guard.started:
-            self._tx.put_control(CtlItem(wire.F_ACK, self._ack_from, self.guard.last))
+            self._put_ctl(CtlItem(wire.F_ACK, self._ack_from, self.guard.last))
             self._ack_pending = False
-        else:
-            self._tx.put_control(CtlItem(wire.F_ALIVE))
+        elif not self._late:
+            self._put_ctl(CtlItem(wire.F_ALIVE))
+        if self._late:
+            for lo, hi in _ranges(self._late)[:8]:
+                self._put_ctl(CtlItem(wire.F_ACK, lo, hi))
+            self._late.clear()
         self._alive_at = now + self.params.alive_interval
 
     def next_deadline(self) -> float | None:
@@ -95,7 +112,7 @@ class FtfwSync(SyncMode):
 
     @property
     def tx_queue_len(self) -> int:
-        return len(self._tx)
+        return len(self._tx) + len(self._ctl)
 
     @property
     def hello_state(self) -> str:
@@ -105,50 +122,64 @@ class FtfwSync(SyncMode):
     # -- transmit ---------------------------------------------------------------------------
 
     def _transmit_round(self) -> None:
-        fifo = self._tx.fifo
-        if not fifo:
+        ctl, fifo = self._ctl, self._tx.fifo
+        rs, cap = self._rs, self.params.resend_queue_size
+        # Flow control (the C sender has none): objects leave only while the resend queue has
+        # room, so a burst or bulk larger than it waits in the tx queue for ACKs instead of
+        # pushing unacknowledged objects out of the resend queue, where loss could no longer
+        # be repaired. Control messages are never held back.
+        if not ctl and (not fifo or len(rs) >= cap):
             return
-        rs, cap, stats = self._rs, self.params.resend_queue_size, self.stats
-        while fifo:
-            it = fifo.popleft()
-            flags = 0
-            if self._hello != DONE:
-                flags |= wire.F_HELLO
-                self._hello = SAY
-                stats.hello_sent += 1
-            if self._hello_back_pending:
-                flags |= wire.F_HELLO_BACK
-                self._hello_back_pending = False
-            seq = self._next_seq()
-            if isinstance(it, ObjItem):
-                try:
-                    msg = wire.encode_message(it.kind, it.obj, seq, flags, self._opts)
-                except (ValueError, TypeError, OSError, OverflowError):
-                    stats.send_malformed += 1     # an object we cannot serialise: drop it
-                    self._tx.objs.pop(it.key, None)
-                    it.where = None
-                    continue
-                if it.sent:
-                    stats.retransmitted += 1
-                it.sent = True
-            else:
-                it.flags |= flags
-                msg = wire.encode_control(it.flags, seq, it.frm, it.to)
-            self._emit(msg)
-            if isinstance(it, CtlItem) and not (it.flags & wire.F_EXTENDED):
-                it.where = None            # ALIVE is never kept
-                continue
-            if len(rs) >= cap:
-                _old_seq, old = rs.popitem(last=False)
-                old.where = None
-                stats.rs_dropped += 1
-                if isinstance(old, ObjItem):
-                    self._tx.objs.pop(old.key, None)
-                    self._lost_upto = old.seq
-            it.seq = seq
-            it.where = RS
-            rs[seq] = it
+        while ctl:
+            self._send_item(ctl.popleft())
+        while fifo and len(rs) < cap:
+            self._send_item(fifo.popleft())
         self._alive_at = self.now + self.params.alive_interval
+
+    def _send_item(self, it: ObjItem | CtlItem) -> None:
+        rs, stats = self._rs, self.stats
+        flags = 0
+        if self._hello != DONE:
+            flags |= wire.F_HELLO
+            self._hello = SAY
+            stats.hello_sent += 1
+        if self._hello_back_pending:
+            flags |= wire.F_HELLO_BACK
+            self._hello_back_pending = False
+        seq = self._next_seq()
+        if isinstance(it, ObjItem):
+            try:
+                msg = wire.encode_message(it.kind, it.obj, seq, flags, self._opts)
+            except (ValueError, TypeError, OSError, OverflowError):
+                stats.send_malformed += 1     # an object we cannot serialise: drop it
+                self._tx.objs.pop(it.key, None)
+                it.where = None
+                return
+            if it.sent:
+                stats.retransmitted += 1
+            it.sent = True
+        else:
+            it.flags |= flags
+            msg = wire.encode_control(it.flags, seq, it.frm, it.to)
+        self._emit(msg)
+        if isinstance(it, CtlItem) and not (it.flags & wire.F_EXTENDED):
+            it.where = None            # ALIVE is never kept
+            return
+        if len(rs) >= self.params.resend_queue_size + 64:
+            # only control messages can overfill it (objects are flow-controlled)
+            _old_seq, old = rs.popitem(last=False)
+            old.where = None
+            stats.rs_dropped += 1
+            if isinstance(old, ObjItem):
+                self._tx.objs.pop(old.key, None)
+                self._lost_upto = old.seq
+        it.seq = seq
+        it.where = RS
+        rs[seq] = it
+
+    def _put_ctl(self, item: CtlItem) -> None:
+        item.where = TX
+        self._ctl.append(item)
 
     # -- receive ----------------------------------------------------------------------------
 
@@ -209,8 +240,9 @@ class FtfwSync(SyncMode):
                 self.stats.count_malformed(wire.BAD_HEADER)
                 return False
             g.accept(v)
-            # The peer may still hold it unacknowledged (its number was skipped): ACK it.
-            self._queue_ctl(wire.F_ACK, h.seq, h.seq)
+            # The peer may still hold it unacknowledged (its number was skipped): acknowledge
+            # it with the next timer ACK (coalesced, so reordering cannot cause an ACK storm).
+            self._late.append(h.seq)
             if r == DATA:
                 self._decode_and_apply(h, msg, events, v)
             return True
@@ -244,7 +276,7 @@ class FtfwSync(SyncMode):
     def _candidate(self, h: wire.Header, msg: bytes, v: G.Verdict, events: list) -> bool:
         g = self.guard
         old_last, was_started = g.last, g.started
-        run = g.candidate(h, msg, v)
+        run = g.candidate(h, msg, v, self.now, self.stats.pkts_recv)
         if run is None:
             return False
         # The peer's numbering really moved (restart, or more loss than max_seq_jump).
@@ -305,16 +337,14 @@ class FtfwSync(SyncMode):
                 objs.pop(it.key, None)
 
     def _on_nack(self, frm: int, to: int, events: list) -> None:
-        rs, fifo = self._rs, self._tx.fifo
+        rs, fifo, ctl = self._rs, self._tx.fifo, self._ctl
         for seq in self._rs_range(frm, to):
             it = rs.pop(seq)
             it.where = TX
-            fifo.append(it)
+            (fifo if isinstance(it, ObjItem) else ctl).append(it)
         lost = self._lost_upto
-        if lost is not None and not serial_after(frm, lost) \
-                and self.now - self._lost_resync_at >= 1.0:
+        if lost is not None and not serial_after(frm, lost):
             # Some of what the peer misses is no longer in the resend queue.
-            self._lost_resync_at = self.now
             self._lost_upto = None
             events.append(ResyncRequested("lost"))
 
@@ -339,4 +369,4 @@ class FtfwSync(SyncMode):
         self._ack_pending = False
 
     def _queue_ctl(self, flags: int, frm: int, to: int) -> None:
-        self._tx.put_control(CtlItem(flags, frm & MASK, to & MASK))
+        self._put_ctl(CtlItem(flags, frm & MASK, to & MASK))

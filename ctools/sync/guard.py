@@ -13,8 +13,9 @@ the guard (strict mode: C-compatible wire, ``hardening`` on) uses what a forger 
   *suspect*, so the genuine message with that number is still accepted when it arrives;
 * implausible sequence numbers: more than ``max_seq_jump`` ahead of the expected one are
   rejected (``seq_implausible``). A genuine peer that really jumped (restart without HELLO,
-  e.g. NOTRACK/ALARM, or a huge loss) produces a run of ``rebase_run`` consecutive fresh
-  numbers, after which the guard re-bases on them (``rebases``);
+  e.g. NOTRACK/ALARM, or a huge loss) keeps sending: a run of ``rebase_run`` consecutive
+  fresh numbers over at least two datagrams and half a second makes the guard re-base on
+  them (``rebases``);
 * holes: numbers skipped by a gap are remembered; a late message filling one is accepted
   (reordering, or a forged gap that made genuine messages look old);
 * per-key ordering: a state older (by sequence) than the last one applied for the same key is
@@ -32,6 +33,8 @@ from ctools.sync.stats import SyncStats
 
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
+
+REBASE_SPAN = 0.5   # seconds a run of fresh numbers must span before we re-base on it
 
 # verdict classes
 UNSET, IN_SYNC, GAP, OLD, FAR, HOLE, CONFLICT, REPLAY = (
@@ -159,21 +162,25 @@ class ReceiveGuard:
         self._suspects.clear()
         self._run.clear()
 
-    def candidate(self, header, msg: bytes, v: Verdict) -> list | None:
+    def candidate(self, header, msg: bytes, v: Verdict, now: float,
+                  dgram: int) -> list | None:
         """Feed an implausible (FAR/OLD) but fresh message to the re-base detector.
 
         Returns the buffered run [(header, msg), ...] once ``rebase_run`` consecutive sequence
-        numbers have been seen (the guard has then re-based so that they are in sync)."""
+        numbers have arrived in at least two datagrams spread over ``REBASE_SPAN`` seconds (a
+        peer that really restarted keeps talking; one late datagram, a reordered burst or a
+        scatter of mutated copies does not); the guard has then re-based on the run."""
         if not self.strict or v.cls == REPLAY:
             return None
         run = self._run
-        if run and header.seq == (run[-1][0].seq + 1) & MASK:
-            run.append((header, msg))
+        if run and header.seq == (run[-1][0].seq + 1) & MASK and len(run) < 4096:
+            run.append((header, msg, now, dgram))
         else:
-            run[:] = [(header, msg)]
-        if len(run) < self.rebase_run:
+            run[:] = [(header, msg, now, dgram)]
+        if len(run) < self.rebase_run or run[-1][3] == run[0][3] \
+                or run[-1][2] - run[0][2] < REBASE_SPAN:
             return None
-        out = list(run)
+        out = [(h, m) for h, m, _t, _d in run]
         self.rebase_all()
         self.last = (out[0][0].seq - 1) & MASK
         self.started = True
@@ -188,7 +195,7 @@ class ReceiveGuard:
         if rec is not None:
             gen, last_seq, last_body = rec
             if gen == self.gen and ((seq - last_seq) & MASK) >= HALF:
-                self.stats.count_rejected("stale_content")
+                self.stats.superseded += 1      # a late message: a newer state is applied
                 return False
             if v.suspect and last_body != v.body:
                 self.stats.count_rejected("stale_content")

@@ -112,7 +112,7 @@ class NotrackSync(SyncMode):
         return True
 
     def _candidate(self, h: wire.Header, msg: bytes, v: G.Verdict, events: list) -> bool:
-        run = self.guard.candidate(h, msg, v)
+        run = self.guard.candidate(h, msg, v, self.now, self.stats.pkts_recv)
         if run is None:
             return False
         ok = False

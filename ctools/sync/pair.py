@@ -52,12 +52,14 @@ class Pair:
     """Nodes ``a`` and ``b``; datagrams a->b suffer ``loss_ab`` (probability), b->a
     ``loss_ba``; every datagram takes ``delay`` (+ up to ``jitter``, which reorders).
     ``tamper(direction, datagram, now)`` may return extra datagrams to inject (an attacker on
-    the link) — they are delivered like genuine ones."""
+    the link) — they are delivered like genuine ones; ``drop(direction, datagram, now)``
+    returning True loses that datagram (scripted loss)."""
 
     def __init__(self, params_a: SyncParams, params_b: SyncParams, seed: int = 0,
                  loss_ab: float = 0.0, loss_ba: float = 0.0, delay: float = 0.0005,
                  jitter: float = 0.0, dup: float = 0.0,
-                 tamper: Callable | None = None, now: float = 0.0) -> None:
+                 tamper: Callable | None = None, drop: Callable | None = None,
+                 now: float = 0.0) -> None:
         self.rng = random.Random(seed)
         self.now = now
         self.a = Node("a", params_a, now)
@@ -65,6 +67,7 @@ class Pair:
         self.loss = {"ab": loss_ab, "ba": loss_ba}
         self.delay, self.jitter, self.dup = delay, jitter, dup
         self.tamper = tamper
+        self.drop = drop
         self._heap: list = []
         self._n = 0
         self.delivered = 0
@@ -75,6 +78,9 @@ class Pair:
         for dgram in src.core.outgoing(now):
             extra = self.tamper(d, dgram, now) if self.tamper else None
             copies = 2 if self.rng.random() < self.dup else 1
+            if self.drop is not None and self.drop(d, dgram, now):
+                copies = 0
+                self.dropped += 1
             for _ in range(copies):
                 if self.rng.random() < self.loss[d]:
                     self.dropped += 1

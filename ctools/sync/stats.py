@@ -23,7 +23,7 @@ class SyncStats:
         "bytes_sent", "bytes_recv", "pkts_sent", "pkts_recv",
         "msgs_sent", "msgs_recv", "retransmitted", "rs_dropped",
         "hello_sent", "hello_back_received", "peer_restarts", "rebases",
-        "holes_filled", "applied", "resync_requests",
+        "holes_filled", "applied", "resync_requests", "superseded",
     ))
 
     def __init__(self) -> None:
