@@ -73,7 +73,7 @@ _MATRIX = {
     P.CT_CREATE:  "TTTTRRo......oo..oo....o.o.oo",
     P.CT_ADD:     "TTTTRRo......oo..oo....o.o.oo",
     P.CT_UPDATE:  "ooooooo....oo.oooooo....ooo..",
-    P.CT_DELETE:  "ooooooo....oo.oooooo..ooo..oo",
+    P.CT_DELETE:  "ooooooo....oo.oooooo...oo..oo",   # -j is illegal here [obs]
     P.CT_GET:     "TTTTR..........o...o....o....",
     P.CT_FLUSH:   "................o............",
     P.CT_EVENT:   "ooooo...o..oo.o.ooooooooo..oo",
