@@ -21,6 +21,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 from dataclasses import fields
@@ -31,6 +32,8 @@ from .shaper import Outgoing, Shaper
 ETH_P_ALL = 0x0003
 HELLO_FLAGS = 0x60          # conntrackd FT-FW HELLO / HELLO_BACK bits
 PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
 MAX_FRAME = 65536
 BATCH = 64
 
@@ -72,6 +75,7 @@ class Relay:
         self.queues: list[list[Outgoing]] = [[], []]     # heap per output port
         self.sent = [0, 0]
         self.send_errors = [0, 0]
+        self.overruns = [0, 0]           # frames the kernel dropped before we read them
         self.started = time.monotonic()
 
     def set_impairment(self, imp: Impairment) -> None:
@@ -79,7 +83,16 @@ class Relay:
         for sh in self.shapers:
             sh.set_impairment(imp)
 
+    def _collect_overruns(self) -> None:
+        for i, sock in enumerate(self.socks):
+            with contextlib.suppress(OSError):
+                # reading the statistics resets them: accumulate
+                _packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET,
+                                                                      PACKET_STATISTICS, 8))
+                self.overruns[i] += drops
+
     def stats(self) -> dict:
+        self._collect_overruns()
         out: dict = {"impairment": self.imp.as_dict(),
                      "uptime_s": round(time.monotonic() - self.started, 3)}
         total: dict[str, int] = {}
@@ -87,6 +100,7 @@ class Relay:
             d = dict(sh.counts)
             d["sent"] = self.sent[1 - i]
             d["send_errors"] = self.send_errors[1 - i]
+            d["overruns"] = self.overruns[i]
             now = time.monotonic()
             out.setdefault("handshake", {})[f"{self.names[i]}>{self.names[1 - i]}"] = {
                 "last_sync_s_ago": round(now - self.last_sync[i], 3) if self.last_sync[i]
@@ -104,6 +118,8 @@ class Relay:
             sh.counts.clear()
         self.sent = [0, 0]
         self.send_errors = [0, 0]
+        self._collect_overruns()
+        self.overruns = [0, 0]
 
     def pump_in(self, port: int, now: float) -> None:
         sock = self.socks[port]

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 LINK_KEYS = ("received", "sent", "lost", "burst_lost", "reordered", "corrupted", "duplicated",
-             "delayed", "rate_dropped", "partitioned")
+             "delayed", "rate_dropped", "partitioned", "overruns")
 
 
 def _fmt(value) -> str:

@@ -238,3 +238,12 @@ def test_other_scenarios_with_ours(name):
     cfg = LabConfig(replicas="ours", impairment=Impairment(loss=0.1, reorder=0.05))
     report = scenarios.SCENARIOS[name](cfg, flows=10, udp_flows=0, observe_s=3)
     assert report["ok"], report
+
+
+def test_relay_is_not_the_bottleneck():
+    """conntrackd sends at most a few thousand messages per second, packed into datagrams;
+    the relay must carry many times that, and account for every frame it saw."""
+    from netns_lab.relaybench import bench
+    res = bench(seconds=1.0, size=200)
+    assert res["received_per_s"] > 3000, res
+    assert res["relay_forwarded"] == res["relay_received"] >= res["received"]
