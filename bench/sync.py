@@ -80,8 +80,9 @@ class Daemon:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        self.err = open(self.conf.with_suffix(".err"), "w")  # noqa: SIM115
         self.proc = subprocess.Popen(self.ns.cmd(*self.argv0, "-C", str(self.conf)), env=env(),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self.err,
                                      start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -207,7 +208,10 @@ def one_impl(label: str, argv0: list[str], entries: int, loss_entries: int,
                 d.stop()
         a.close()
         b.close()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("CTD_BENCH_KEEP"):
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return res
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 from collections.abc import Iterable
 
 from ctools.model import Entry, Tuple
@@ -68,6 +69,8 @@ class EventSocket:
         self.buf = bytearray(_RECV)
         self.unknown = 0
         self.skipped = 0
+        self.requested = 0
+        self.overrun_pending = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -77,7 +80,17 @@ class EventSocket:
         # what getsockopt reports (the kernel doubles the request), as the reference prints
         return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
+    def backlog(self) -> int:
+        """Bytes of events waiting in the socket (SO_MEMINFO rmem_alloc)."""
+        try:
+            raw = self.sock.getsockopt(socket.SOL_SOCKET, 55, 9 * 4)   # SO_MEMINFO
+        except OSError:
+            return 0
+        return int.from_bytes(raw[:4], sys.byteorder)
+
     def set_buffer_size(self, size: int) -> int:
+        """Ask for ``size`` bytes (as the reference does); returns what getsockopt reports."""
+        self.requested = size
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, C.SO_RCVBUFFORCE, size)
         except OSError:
@@ -90,6 +103,9 @@ class EventSocket:
         Events caused by port ``skip_pid`` are only counted (``self.skipped``), not decoded.
         """
         out: list[tuple[str, Entry, int]] = []
+        if self.overrun_pending:
+            self.overrun_pending = False
+            raise OverrunError()
         for _ in range(limit):
             try:
                 n = self.sock.recv_into(self.buf)
@@ -97,6 +113,9 @@ class EventSocket:
                 break
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
+                    if out:
+                        self.overrun_pending = True     # report it on the next read
+                        break
                     raise OverrunError() from None
                 raise
             try:

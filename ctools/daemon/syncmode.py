@@ -295,7 +295,7 @@ class SyncDaemon(Daemon):
         rt = self.runtime
         rt.overrun += 1
         rt.catch_failed += 1
-        size = self.events.buffer_size
+        size = self.events.requested or self.events.buffer_size
         limit = g.netlink_buffer_size_max_grow
         if limit and size * 2 <= limit:
             size = self.events.set_buffer_size(size * 2)
@@ -314,6 +314,11 @@ class SyncDaemon(Daemon):
             self.resync_handle = self.loop.call_later(delay, self._overrun_resync)
 
     def _overrun_resync(self) -> None:
+        # while events are still queued the kernel may still be dropping some silently
+        # (it reports ENOBUFS once per congestion): resync only once the backlog is gone
+        if self.events is not None and self.events.backlog() > 0:
+            self.resync_handle = self.loop.call_later(0.5, self._overrun_resync)
+            return
         self.resync_handle = None
         self.kernel_resync(send=True)
         self._flush()
