@@ -68,6 +68,8 @@ def _lab_options(p: argparse.ArgumentParser) -> None:
                         "measure the window the lab otherwise closes")
     g.add_argument("--no-sync", action="store_true",
                    help="run no conntrackd at all: flows must die on fail-over")
+    g.add_argument("--no-settle", action="store_true",
+                   help="start traffic without waiting for the FT-FW HELLO handshake")
     g.add_argument("--checksum", choices=("on", "off"), default="on",
                    help="conntrackd's Checksum clause on the sync link")
     g.add_argument("--prefix", help="namespace prefix (default ctlab-<random>)")
@@ -103,6 +105,7 @@ def config_from(args: argparse.Namespace) -> LabConfig:
                      delay_ms=args.delay, jitter_ms=args.jitter, rate_kbit=args.rate)
     cfg = LabConfig(replicas=args.replicas, mixed_first=args.mixed_first, ha=args.ha, close_window=not args.open_window,
                     checksum=args.checksum == "on", replicate=not args.no_sync,
+                    settle=not args.no_settle,
                     impairment=imp, seed=args.seed, clients=args.clients,
                     servers=args.servers, ipv6=not args.no_ipv6, sync_over_v6=args.sync_v6,
                     advert_ms=args.advert_ms)
