@@ -94,7 +94,7 @@ def message(family: int, attrs: bytes) -> bytes:
     return codec.NFGENMSG.pack(family, 0, 0) + attrs
 
 
-@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(entries())
 def test_entry_round_trip(fe):
     family, entry = fe
@@ -193,7 +193,7 @@ def test_arbitrary_bytes_decode_or_raise_codec_error(data):
             pass
 
 
-@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(entries(), st.data())
 def test_corrupted_messages_decode_or_raise_codec_error(fe, data):
     # random damage to valid encodings reaches deeper than random bytes

@@ -52,7 +52,7 @@ def c_must_handle(e: Entry, flags: int) -> bool:
 
 
 @needs_ext
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(entries())
 def test_c_lines_are_byte_identical(fe):
     family, entry = fe
@@ -66,7 +66,7 @@ def test_c_lines_are_byte_identical(fe):
 
 
 @needs_ext
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(entries(), st.data())
 def test_damaged_payloads_fall_back_or_agree(fe, data):
     family, entry = fe
@@ -164,7 +164,7 @@ def test_fast_and_pure_paths_agree_on_a_real_dump(netns_factory):
 
 
 @needs_ext
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(entries(), st.sampled_from(("NEW", "UPDATE", "DESTROY")))
 def test_c_event_lines_are_byte_identical(fe, kind):
     family, entry = fe
@@ -226,7 +226,7 @@ def test_event_drain_fast_and_pure_agree(netns_factory, ref_conntrack):
 
 
 @needs_ext
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, suppress_health_check=[HealthCheck.too_slow])
 @given(entries(), st.data())
 def test_c_decoder_equals_python_decoder(fe, data):
     family, entry = fe
