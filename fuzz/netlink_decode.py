@@ -5,6 +5,8 @@ Invariants:
   raised — no other exception (a malformed kernel/peer message must never be a traceback);
 * a decoded entry or expectation survives a round trip: encoding it and decoding again gives
   an equal object (or the encoder refuses it with ``CodecError``);
+* every output format prints whatever the decoder accepted (text with every flag, XML,
+  ``-o save``, JSON): an odd kernel message must not turn ``conntrack -L`` into a traceback;
 * the C accelerator (ctools/_speedups/_ctfast.c, when built) agrees with the pure-Python
   decoder: whenever it returns an entry, the Python decoder returns an equal one. (A crash
   in the C code kills the process, which libFuzzer reports as a finding.)
@@ -14,6 +16,10 @@ from __future__ import annotations
 
 import fuzzlib  # noqa: F401  (puts the checkout on sys.path when run directly)
 
+from ctools.format import json as fjson
+from ctools.format import save as fsave
+from ctools.format import text as ftext
+from ctools.format import xml as fxml
 from ctools.netlink import codec
 from ctools.netlink import constants as C
 from ctools.netlink.errors import CodecError
@@ -30,6 +36,18 @@ def _nfgen(payload, family: int) -> bytes:
     return bytes(payload[:4]) if len(payload) >= 4 else bytes([family, 0, 0, 0])
 
 
+_ALL_TEXT_FLAGS = ftext.O_EXT | ftext.O_ID | ftext.O_KTMS | ftext.O_LABELS
+_LABELS = {0: "zero", 1: "one", 127: "last"}
+
+
+def _format_entry(e) -> None:
+    for flags, event in ((0, None), (_ALL_TEXT_FLAGS, "DESTROY")):
+        ftext.format_entry(e, flags=flags, event=event, labelmap=_LABELS, now=1.7e9)
+    fxml.format_entry_xml(e, ktimestamp=True, event="NEW")
+    fsave.format_save(e)
+    fjson.format_entry_json(e, event="UPDATE", labelmap=_LABELS)
+
+
 def _check_entry(payload) -> None:
     if codec._c_decode is not None:
         fast = codec._c_decode(payload)
@@ -37,6 +55,7 @@ def _check_entry(payload) -> None:
             slow = codec.decode_entry_py(payload)   # must not raise when C accepted it
             assert fast == slow, f"C and Python decoders differ:\n{fast!r}\n{slow!r}"
     entry = codec.decode_entry(payload)
+    _format_entry(entry)
     try:
         attrs = codec.encode_entry(entry, readonly=True)
     except CodecError:
@@ -47,6 +66,10 @@ def _check_entry(payload) -> None:
 
 def _check_expect(payload) -> None:
     exp = codec.decode_expect(payload)
+    for event in (None, "NEW"):
+        ftext.format_expect(exp, event=event)
+        fxml.format_expect_xml(exp, event=event)
+        fjson.format_expect_json(exp, event=event)
     try:
         attrs = codec.encode_expect(exp)
     except CodecError:
