@@ -73,6 +73,18 @@ _MODES: tuple[tuple[str, bool, tuple[str, ...]], ...] = (  # (mode, old name?, c
     ("notrack", False, ("N|n", "O|o", "T|t", "R|r", "A|a", "C|c", "K|k")),
 )
 
+def _classes_rx(classes: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("".join(f"[{re.escape(cs)}]" for cs in classes))
+
+
+_BOOL_RX = tuple((kind, _classes_rx(classes)) for kind, classes in _BOOLS)
+_MODE_RX = tuple((mode, legacy, _classes_rx(classes)) for mode, legacy, classes in _MODES)
+_BOOL_FIRST = frozenset("".join(classes[0] for _, classes in _BOOLS))
+_MODE_FIRST = frozenset("".join(classes[0] for _, _, classes in _MODES))
+_DIGITS = frozenset("0123456789")
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_HEX_OR_COLON = frozenset("0123456789ABCDEFabcdef:")
+
 _INTEGER = re.compile(r"[0-9]+")
 _SIGNED = re.compile(r"[-+][0-9]+")
 _IPV4 = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+(?:/[0-9]+)?")
@@ -124,12 +136,6 @@ class Token:
                 return f"non-ASCII character (byte 0x{raw[0]:02x})"
             return f"'{self.text}'" if self.text.isprintable() else f"character {self.text!r}"
         return f"{self.kind} '{self.text}'"
-
-
-def _fixed(text: str, pos: int, classes: tuple[str, ...]) -> bool:
-    if pos + len(classes) > len(text):
-        return False
-    return all(text[pos + i] in cs for i, cs in enumerate(classes))
 
 
 def _hex_run(w: str, pos: int) -> int:
@@ -235,32 +241,47 @@ def tokenize(text: str) -> list[Token]:
             pos = n if end < 0 else end
             continue
         col = pos - line_start + 1
-        # candidates: (length, kind, value), tried in the C scanner's rule order
+        # candidates: (length, kind, value), tried in the C scanner's rule order; a class
+        # whose first character cannot match is skipped
         best_len, best_kind = 0, CHAR
         best_value: object = None
         for kw in _KW_BY_FIRST.get(c, ()):
             if text.startswith(kw, pos):
                 best_len, best_kind, best_value = len(kw), KEYWORD, kw
                 break
-        for kind, classes in _BOOLS:
-            if len(classes) > best_len and _fixed(text, pos, classes):
-                best_len, best_kind, best_value = len(classes), kind, kind == ON
-        for rx, kind in ((_INTEGER, NUMBER), (_SIGNED, SIGNED), (_IPV4, IP)):
-            length = _match_len(rx, text, pos)
+        if c in _BOOL_FIRST:
+            for kind, rx in _BOOL_RX:
+                m = rx.match(text, pos)
+                if m is not None and m.end() - pos > best_len:
+                    best_len, best_kind, best_value = m.end() - pos, kind, kind == ON
+        if c in _DIGITS:
+            length = _match_len(_INTEGER, text, pos)
             if length > best_len:
-                best_len, best_kind, best_value = length, kind, None
-        length = _ipv6_len(text, pos)
-        if length > best_len:
-            best_len, best_kind, best_value = length, IP, None
-        length = _match_len(_PATH, text, pos)
-        if length > best_len:
-            best_len, best_kind, best_value = length, PATH, None
-        for mode, legacy, classes in _MODES:
-            if len(classes) > best_len and _fixed(text, pos, classes):
-                best_len, best_kind, best_value = len(classes), MODE, (mode, legacy)
-        length = _match_len(_STRING, text, pos)
-        if length > best_len:
-            best_len, best_kind, best_value = length, STRING, None
+                best_len, best_kind, best_value = length, NUMBER, None
+            length = _match_len(_IPV4, text, pos)
+            if length > best_len:
+                best_len, best_kind, best_value = length, IP, None
+        elif c == "+" or c == "-":
+            length = _match_len(_SIGNED, text, pos)
+            if length > best_len:
+                best_len, best_kind, best_value = length, SIGNED, None
+        if c in _HEX_OR_COLON:
+            length = _ipv6_len(text, pos)
+            if length > best_len:
+                best_len, best_kind, best_value = length, IP, None
+        if c == "/":
+            length = _match_len(_PATH, text, pos)
+            if length > best_len:
+                best_len, best_kind, best_value = length, PATH, None
+        if c in _MODE_FIRST:
+            for mode, legacy, rx in _MODE_RX:
+                m = rx.match(text, pos)
+                if m is not None and m.end() - pos > best_len:
+                    best_len, best_kind, best_value = m.end() - pos, MODE, (mode, legacy)
+        if c in _LETTERS:
+            length = _match_len(_STRING, text, pos)
+            if length > best_len:
+                best_len, best_kind, best_value = length, STRING, None
         if best_len == 0:
             best_len = 1
         lexeme = text[pos:pos + best_len]
