@@ -41,6 +41,9 @@ def load_or_skip(path: Path):
 KNOWN_OPEN = {
     "cli_args": [("UnicodeEncodeError", "conntrack -p with a non-UTF-8 name: traceback in "
                   "ctools/cli/_ct_proto.find_proto (CLI engineer)")],
+    "cli_conntrackd": [("daemon mode with a request", "conntrackd --health -d: the health "
+                        "check runs and -d is ignored instead of 'Invalid parameters' "
+                        "(daemon engineer)")],
     "netlink_decode": [
         ("has no attribute 'zone'", "-o save of an entry without orig/reply tuple: "
          "AttributeError in ctools/format/save.py (CLI engineer)"),
@@ -222,3 +225,17 @@ def test_finding_c_decoder_agrees_on_nested_type_zero() -> None:
         fast = codec._c_decode(payload)
         if fast is not None:
             assert fast == codec.decode_entry_py(payload)
+
+
+@pytest.mark.xfail(strict=True, reason="open: --health ignores -d (daemon engineer)")
+@pytest.mark.parametrize("argv", [["--health", "-d"], ["-d", "--health"]])
+def test_finding_conntrackd_health_with_daemon_flag(argv: list[str]) -> None:
+    """cli_conntrackd found it: ``conntrackd --health -d`` selects daemon mode *and* a
+    request; the program then runs the health check and ignores -d. Every other request
+    combined with -d is refused with usage + "Invalid parameters", exit 1 (as 1.4.7)."""
+    from ctools.cli import conntrackd
+    from ctools.daemon.log import DaemonLog
+
+    with pytest.raises(conntrackd._Exit) as done:
+        conntrackd.scan(argv, DaemonLog())
+    assert done.value.status == 1
