@@ -387,3 +387,24 @@ def test_pathological_input_is_fast(text):
     with pytest.raises(ConfigError):
         parse(text)
     assert time.perf_counter() - start < 2.0
+
+
+# ----------------------------------------------------------------------------- checker CLI
+
+
+def test_checker_cli(tmp_path, capsys):
+    from ctools.config.__main__ import main
+
+    good = tmp_path / "good.conf"
+    good.write_text("Sync { Mode ALARM { } UDP Default { IPv4_address 10.0.0.1 Port 1"
+                    " Interface nosuch0 } }\n")
+    assert main([str(good)]) == 0
+    out, err = capsys.readouterr()
+    assert "OK, sync mode ALARM, 1 link(s): UDP (default) 10.0.0.1 on nosuch0" in out
+    assert f"warning: {good}:1:" in err and "nosuch0" in err
+    assert main([str(good), "--dump"]) == 0
+    assert parse(capsys.readouterr().out) == load(good)
+    bad = tmp_path / "bad.conf"
+    bad.write_text("General {\n  HashSize big\n}\n")
+    assert main([str(bad)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {bad}:2:12: expected a number")
