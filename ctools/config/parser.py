@@ -8,6 +8,7 @@ expected there; every remark the C daemon logs as WARNING becomes a ``ConfigWarn
 
 from __future__ import annotations
 
+import difflib
 import socket
 from collections.abc import Callable
 from typing import cast
@@ -177,7 +178,16 @@ class _Parser:
                 raise self.error(tok, f"unexpected end of file: missing '}}' to close the {name}"
                                  f" block opened at line {opener.line}, column {opener.col}")
             allowed = ", ".join(k for k in clauses) + (extra and f", {extra}")
-            raise self.error(tok, f"unexpected {tok.describe()} in the {name} block;"
+            hint = ""
+            if tok.kind in (lx.KEYWORD, lx.STRING):
+                close = difflib.get_close_matches(tok.text, list(clauses), n=1, cutoff=0.75)
+                if close and close[0] != tok.text:
+                    hint = f" (did you mean '{close[0]}'?)"
+                elif name.startswith("Mode "):
+                    modes = [m.upper() for m, cs in _MODE_CLAUSES.items() if tok.text in cs]
+                    if modes:
+                        hint = f" (it belongs to Mode {' or '.join(modes)})"
+            raise self.error(tok, f"unexpected {tok.describe()} in the {name} block{hint};"
                              f" expected '}}' or one of: {allowed}")
 
     def number(self, clause: Token) -> tuple[int, Token]:
@@ -246,7 +256,11 @@ class _Parser:
                 break
             handler = sections.get(tok.text) if tok.kind == lx.KEYWORD else None
             if handler is None:
-                raise self.unexpected(tok, "a section: General, Sync, Stats or Helper")
+                exc = self.unexpected(tok, "a section: General, Sync, Stats or Helper")
+                fixed = {k.lower(): k for k in sections}.get(tok.text.lower())
+                if fixed:
+                    exc.message += f" (section names are case sensitive: '{fixed}')"
+                raise exc
             handler(tok)
         sync = self.cfg.sync
         if sync is not None:
