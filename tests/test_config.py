@@ -408,3 +408,14 @@ def test_checker_cli(tmp_path, capsys):
     bad.write_text("General {\n  HashSize big\n}\n")
     assert main([str(bad)]) == 1
     assert capsys.readouterr().err.startswith(f"error: {bad}:2:12: expected a number")
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("Sync { UDP { Interfaces eth0 } }", "did you mean 'Interface'?"),
+    ("General { Hashsize 5 }", "did you mean 'HashSize'?"),
+    ("Sync { Mode FTFW { RefreshTime 5 } }", "it belongs to Mode ALARM"),
+    ("Sync { Mode ALARM { DisableExternalCache on } }", "it belongs to Mode FTFW or NOTRACK"),
+    ("stats { }", "case sensitive: 'Stats'"),
+])
+def test_error_hints(text, hint):
+    assert hint in err(text).message
