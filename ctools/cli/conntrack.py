@@ -266,19 +266,42 @@ class Runner:
         xml = bool(req.output & O_XML)
         fast = printer.entry if (req.output & (O_SAVE | O_JSON | O_XML)) else None
         text_flags, labelmap = printer.text_flags, printer.labelmap
-        fmt = ftext.format_entry
-        for payload in self.dump(msg, family, attrs):
-            e = decode(payload)
-            if keep is not None and not keep(e):
-                continue
-            if xml and count == 0:
-                out.write(fxml.CT_HEADER)
-            count += 1
-            out.write(fast(e) if fast is not None else fmt(e, text_flags, None, labelmap))
+        if fast is None:
+            count = self._list_text(msg, family, attrs, keep, text_flags, labelmap)
+        else:
+            for payload in self.dump(msg, family, attrs):
+                e = decode(payload)
+                if keep is not None and not keep(e):
+                    continue
+                if xml and count == 0:
+                    out.write(fxml.CT_HEADER)
+                count += 1
+                out.write(fast(e))
         if xml and count and req.table == "conntrack":
             out.write(fxml.CT_FOOTER)
         self.summary(f"{count} flow entries have been shown.")
         return 0
+
+    def _list_text(self, msg: int, family: int, attrs: bytes, keep, text_flags: int,
+                   labelmap: dict | None) -> int:
+        """The hot path of -L: dump + text format, through the C formatter when it is built
+        and no userspace filter needs the decoded entries (same bytes either way)."""
+        from ctools.netlink import fast
+        codec, _C, NetlinkError, _S = _netlink()
+        decode, fmt = codec.decode_entry, ftext.format_entry
+        now = int(time.time())
+        flags = text_flags | (O_LABELS if labelmap is not None else 0)
+
+        def slow(payload) -> str | None:
+            e = decode(payload)
+            if keep is not None and not keep(e):
+                return None
+            return fmt(e, text_flags, None, labelmap, now)
+        try:
+            return fast.dump_text(self.sock, msg, family, attrs, flags, slow, self.out.write,
+                                  now=now, use_speedups=keep is None)
+        except NetlinkError as exc:
+            raise op_failed(exc.errno, self.req.command) from None
 
     def cmd_ct_get(self) -> int:
         req = self.req
