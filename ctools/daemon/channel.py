@@ -25,6 +25,9 @@ SO_NO_CHECK = 11
 SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
 RECV_MAX = 65536
+# receive buffer when RcvSocketBuffer is not configured: a Python receiver drains more
+# slowly than the C one, so a burst must fit in the socket instead of being dropped
+DEFAULT_RCVBUF = 16 << 20
 
 Receiver = Callable[["Channel", bytes, "tuple | None"], None]
 
@@ -156,7 +159,7 @@ class UdpChannel(_DatagramChannel):
         scope = link.if_index(self.device) if self.family == socket.AF_INET6 else 0
         rx = socket.socket(self.family, socket.SOCK_DGRAM)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        _set_buffers(rx, 0, conf.rcvbuf)
+        _set_buffers(rx, 0, conf.rcvbuf or DEFAULT_RCVBUF)
         local = conf.address or ("::" if self.family == socket.AF_INET6 else "0.0.0.0")
         if self.family == socket.AF_INET6:
             rx.bind((local, conf.port, 0, scope))
@@ -178,7 +181,7 @@ class McastChannel(_DatagramChannel):
         conf: cfgm.McastChannel = self.conf  # type: ignore[assignment]
         rx = socket.socket(self.family, socket.SOCK_DGRAM)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        _set_buffers(rx, 0, conf.rcvbuf)
+        _set_buffers(rx, 0, conf.rcvbuf or DEFAULT_RCVBUF)
         tx = self._tx_socket()
         if self.family == socket.AF_INET6:
             ifindex = link.if_index(self.device)
@@ -237,7 +240,7 @@ class TcpChannel(Channel):
         ls = socket.socket(self.family, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        _set_buffers(ls, 0, conf.rcvbuf)
+        _set_buffers(ls, 0, conf.rcvbuf or DEFAULT_RCVBUF)
         ls.bind(self._addr(conf.address, conf.port))
         ls.listen(1)
         ls.setblocking(False)

@@ -141,6 +141,9 @@ class SyncDaemon(Daemon):
             initial_seq=int(time.time()) & 0xFFFFFFFF,
             auth_key=key,
             epoch=self._next_epoch() if key is not None else 0,
+            # a sender cannot have more in flight than its resend queue holds: gaps up to
+            # that size are real loss (a burst overflowing our socket), not forgeries
+            max_seq_jump=max(16384, s.resend_queue_size),
         )
 
     def _auth_key(self) -> bytes | None:
