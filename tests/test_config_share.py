@@ -2,8 +2,8 @@
 
 * every example conntrackd.conf parses with ctools and with the reference parser, and its
   mode/transport/family/links are the ones its name promises;
-* the reference conntrackd starts with each of them in a throw-away namespace (interfaces
-  eth1/eth2 with the example addresses), answers ``-s`` and stops with ``-k``;
+* the reference conntrackd, and ours, start with each of them in a throw-away namespace
+  (interfaces eth1/eth2 with the example addresses), answer ``-s`` and stop with ``-k``;
 * primary-backup.sh calls conntrackd in the documented order (recorded with a fake binary),
   and drives a real reference daemon;
 * keepalived.conf passes ``keepalived -t``; the systemd unit passes ``systemd-analyze verify``;
@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -99,10 +100,18 @@ def _links(ns, cfg) -> None:
         ns.run("ip", "link", "set", ch.interface, "up")
 
 
+OURS = [sys.executable, "-m", "ctools.cli.conntrackd"]
+
+
 @pytest.mark.root
-@pytest.mark.reference
+@pytest.mark.parametrize("impl", ["reference", "ctools"])
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_reference_daemon_runs_example(path, ref_conntrackd, netns_factory, tmp_path):
+def test_daemon_runs_example(path, impl, netns_factory, tmp_path, request):
+    """The reference conntrackd, and ours, start with the example, answer -s, stop on -k."""
+    if impl == "reference":
+        daemon = [request.getfixturevalue("ref_conntrackd")]
+    else:
+        daemon = OURS
     ns = netns_factory("ctcf")
     text, sock = _prepare(path.read_text(), tmp_path)
     conf = tmp_path / "conntrackd.conf"
@@ -110,10 +119,10 @@ def test_reference_daemon_runs_example(path, ref_conntrackd, netns_factory, tmp_
     cfg = load(conf)
     _links(ns, cfg)
     log = (tmp_path / "out").open("wb")
-    proc = ns.spawn(ref_conntrackd, "-C", str(conf), stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
+    proc = ns.spawn(*daemon, "-C", str(conf), stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
     while True:
-        probe = ns.run(ref_conntrackd, "-C", str(conf), "-s", check=False, timeout=10)
+        probe = ns.run(*daemon, "-C", str(conf), "-s", check=False, timeout=10)
         if probe.returncode == 0:
             break
         assert proc.poll() is None, (tmp_path / "out").read_text()
@@ -121,7 +130,7 @@ def test_reference_daemon_runs_example(path, ref_conntrackd, netns_factory, tmp_
         time.sleep(0.1)
     expected = b"cache stats" if cfg.mode == "stats" else b"cache internal"
     assert expected in probe.stdout
-    ns.run(ref_conntrackd, "-C", str(conf), "-k", check=False, timeout=10)
+    ns.run(*daemon, "-C", str(conf), "-k", check=False, timeout=10)
     assert proc.wait(timeout=10) == 0
     assert b"shutdown received" in (tmp_path / "out").read_bytes()
 
@@ -203,9 +212,15 @@ def test_hook_fault_and_unknown_state(fake):
 
 
 @pytest.mark.root
-@pytest.mark.reference
-def test_hook_drives_reference_daemon(ref_conntrackd, netns_factory, tmp_path):
+@pytest.mark.parametrize("impl", ["reference", "ctools"])
+def test_hook_drives_daemon(impl, netns_factory, tmp_path, request):
     """backup (daemon down: the hook starts it), then primary: the daemon logs each step."""
+    if impl == "reference":
+        binary = request.getfixturevalue("ref_conntrackd")
+    else:
+        binary = str(ROOT / ".venv" / "bin" / "conntrackd")
+        if not os.access(binary, os.X_OK):
+            pytest.skip("ctools is not installed in .venv (run make)")
     ns = netns_factory("ctcf")
     text, _ = _prepare((SHARE / "conntrackd" / "ftfw-udp.conf").read_text(), tmp_path)
     log = tmp_path / "daemon.log"
@@ -213,7 +228,7 @@ def test_hook_drives_reference_daemon(ref_conntrackd, netns_factory, tmp_path):
     conf = tmp_path / "conntrackd.conf"
     conf.write_text(text)
     _links(ns, load(conf))
-    env = dict(os.environ, CONNTRACKD=ref_conntrackd, CONNTRACKD_CONFIG=str(conf),
+    env = dict(os.environ, CONNTRACKD=binary, CONNTRACKD_CONFIG=str(conf),
                CONNTRACKD_LOCK=str(tmp_path / "lock"), CTOOLS_DEFAULTS=str(tmp_path / "none"))
     pid = None
     try:
