@@ -50,7 +50,9 @@ class Namespace:
         subprocess.run(["ip", "netns", "add", self.name], check=True)
 
     def cmd(self, *argv: str) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *argv]
+        # nsenter only switches the network namespace (ip netns exec also remounts /sys,
+        # which can wait behind other jobs creating namespaces)
+        return ["nsenter", f"--net=/run/netns/{self.name}", *argv]
 
     def close(self) -> None:
         subprocess.run(["ip", "netns", "del", self.name], check=False)
