@@ -28,10 +28,11 @@ How each program is exercised (see HANDLERS):
   pyproject.toml (running them would rebuild the environment under the tests);
 * man -l: the page renders with man; source: bash loads the completion file and registers
   the completion; .venv/bin/PROGRAM: runs for real;
-* ctlab and ctsim: lab and simulator runs take minutes and build their own namespaces, so
-  their command lines are parsed with the programs' own parsers (``build_parser``) and turned
-  into their settings objects; the runs themselves are covered by tests/test_lab*.py and
-  tests/test_sim*.py.
+* ctlab: lab runs take minutes and build their own namespaces, so its command lines are
+  parsed with the program's own parser (``build_parser``) and turned into its settings; the
+  runs themselves are covered by tests/test_lab*.py;
+* ctsim: parsed the same way; ``ctsim run`` and ``ctsim labcompare`` (a second or two each)
+  also run for real and must exit 0; ``ctsim sweep`` (minutes) is parsed only.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -257,12 +259,21 @@ def check_ctlab(command: str, _ns) -> None:
 
 
 def check_ctsim(command: str, _ns) -> None:
-    """Parse with the simulator's own parser and derive its settings."""
+    """Parse with the simulator's own parser; ``run`` and ``labcompare`` take a second or
+    two, so they also run for real (in a scratch folder, for ``--trace FILE``) and must
+    exit 0 (converged, no invariant violated). ``sweep`` takes minutes: parsed only."""
     from sim import cli
 
-    args = cli.build_parser().parse_args(words_of(command)[1:])
+    argv = words_of(command)[1:]
+    args = cli.build_parser().parse_args(argv)
     if getattr(args, "command", None) == "run":
         cli.config_from_args(args)
+    if argv and argv[0] in ("run", "labcompare"):
+        with tempfile.TemporaryDirectory(prefix="ctdoc-") as scratch:
+            proc = subprocess.run([str(VENV_BIN / "ctsim"), *argv], capture_output=True,
+                                  text=True, timeout=120, cwd=scratch)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert proc.returncode == 0, f"{command!r} exited {proc.returncode}: {proc.stderr}"
 
 
 HANDLERS = {
