@@ -18,6 +18,8 @@ import pytest
 from conformance.diff import (
     comparable,
     expectations,
+    mask_ids,
+    mask_timeouts,
     our_conntrack,
     run,
     same_second_run,
@@ -481,3 +483,50 @@ def test_expectation_listing_and_flush(netns_factory, ref_conntrack):
         if line != "-S expect":
             assert r[1] == o[1], line
     assert expectations(ns, ref_conntrack) == []
+
+
+# ------------------------------------------------------------------------------------------
+# labels: both tools read /etc/xtables/connlabel.conf; we lay one over /etc in a private
+# mount namespace (overlayfs), so the host's /etc is never touched
+
+LABEL_SCRIPT = """
+$CT -I -s 1.2.3.4 -d 5.6.7.8 -p udp --sport 1 --dport 2 -t 100 --label-add one,five
+echo rc=$?
+$CT -L -s 1.2.3.4; $CT -L -l five -o xml; $CT -L -l one,nine; echo rc=$?
+$CT -U -s 1.2.3.4 --label-add nine; echo rc=$?
+$CT -L -o labels,extended -s 1.2.3.4; echo rc=$?
+$CT -U -s 1.2.3.4 --label-del one; echo rc=$?
+$CT -U -s 1.2.3.4 --label-add one --label-del five; echo rc=$?
+$CT -L -l nine -o save; echo rc=$?
+timeout -s TERM 1 $CT -E -l one; echo rc=$?
+$CT -U -s 1.2.3.4 --label-del; echo rc=$?
+$CT -U -s 1.2.3.4 --label-del; echo rc=$?
+$CT -L -o labels -s 1.2.3.4; echo rc=$?
+$CT -L -l nosuch; echo rc=$?
+$CT -D -s 1.2.3.4 -o labels; echo rc=$?
+"""
+
+
+def test_labels_match_reference(netns_factory, ref_conntrack, tmp_path):
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    (upper / "xtables").mkdir(parents=True)
+    work.mkdir()
+    (upper / "xtables" / "connlabel.conf").write_text("0 zero\n1 one\n5 five\n9 nine\n")
+    outputs = []
+    for tool in ([ref_conntrack], OURS):
+        ns = netns_factory("ctcli")
+        # labels can only be set once a rule uses the label extension
+        ns.run("nft", "table ip lbl { chain c { type filter hook prerouting priority 0; "
+                      "ct label set 1; }; }")
+        ct = " ".join(["ip", "netns", "exec", ns.name] + [shlex.quote(t) for t in tool])
+        mount = (f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},"
+                 f"workdir={work} /etc")
+        proc = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} || exit 99\n"
+                               + LABEL_SCRIPT.replace("$CT", ct)],
+                              capture_output=True, timeout=120)
+        if proc.returncode == 99:
+            pytest.skip("cannot mount an overlay over /etc here")
+        outputs.append((mask_ids(mask_timeouts(proc.stdout)),
+                        proc.stderr.replace(b"(conntrack-tools)", b"(ctools)")))
+    for ref_part, our_part in zip(outputs[0], outputs[1], strict=True):
+        assert ref_part.decode().splitlines() == our_part.decode().splitlines()

@@ -691,9 +691,10 @@ def _updated(req: Request, e: Entry) -> Entry | None:
             labels, mask = old & ~t.label_del, t.label_del
         else:
             labels, mask = 0, (1 << 128) - 1
+        # the kernel computes (old & ~mask) ^ data: send only the bits under the mask
         new.labels_mask = mask
-        new.labels = labels
-        if labels != old or e.labels is None:
+        new.labels = labels & mask
+        if labels != old:
             changed = True
     if "id" in o:
         new.id = e.id

@@ -38,6 +38,7 @@ _TEXT_TIMEOUT = re.compile(rb"^((?:\[\w+\]\s+)?(?:\w+\s+\d+ )?[a-z0-9]+\s+\d+ )\
 _SAVE_TIMEOUT = re.compile(rb"-t \d+ ")
 _XML_TIMEOUT = re.compile(rb"<timeout>\d+</timeout>")
 _DELTA = re.compile(rb"delta-time=\d+")
+_XML_DELTA = re.compile(rb"<deltatime>\d+</deltatime>")
 
 
 def mask_timeouts(out: bytes) -> bytes:
@@ -45,10 +46,16 @@ def mask_timeouts(out: bytes) -> bytes:
     out = _TEXT_TIMEOUT.sub(rb"\1T ", out)
     out = _SAVE_TIMEOUT.sub(b"-t T ", out)
     out = _XML_TIMEOUT.sub(b"<timeout>T</timeout>", out)
+    out = _XML_DELTA.sub(b"<deltatime>D</deltatime>", out)
     return _DELTA.sub(b"delta-time=D", out)
 
 
 _IDS = re.compile(rb"(<id>|\bid=)\d+(?=</id>| |\n|$)")
+
+
+def mask_ids(out: bytes) -> bytes:
+    """Entry ids differ between namespaces."""
+    return _IDS.sub(rb"\1N", out)
 
 
 def comparable(out: bytes) -> list[bytes]:
