@@ -54,7 +54,6 @@ _MODE_CLAUSES = {
     "notrack": ("CommitTimeout", "PurgeTimeout", "DisableInternalCache",
                 "DisableExternalCache", "StartupResync"),
 }
-_SYNC_TIMERS = ("RefreshTime", "CacheTimeout", "CommitTimeout", "PurgeTimeout")
 _CHANNEL_CLAUSES = {
     "Multicast": ("IPv4_address", "IPv6_address", "IPv4_interface", "IPv6_interface",
                   "Interface", "Group", "SndSocketBuffer", "RcvSocketBuffer", "Checksum"),
