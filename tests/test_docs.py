@@ -276,7 +276,14 @@ def check_ctsim(command: str, _ns) -> None:
         assert proc.returncode == 0, f"{command!r} exited {proc.returncode}: {proc.stderr}"
 
 
+def check_python(command: str, _ns) -> None:
+    """Only ``python3 -m ctools.config FILE`` is shown (run on a stage, see DaemonStage)."""
+    words = words_of(command)
+    assert words[1:3] == ["-m", "ctools.config"], command
+
+
 HANDLERS = {
+    "python3": check_python,
     "ctlab": check_ctlab,
     "ctsim": check_ctsim,
     "conntrackd": check_conntrackd,
@@ -434,7 +441,7 @@ class DaemonStage:
         if not any(re.search(r"\s-d(\s|$)", c) for c in commands):
             self._start(self.fw1, self.conf)
 
-    def run(self, command: str) -> None:
+    def run(self, command: str, shown: list[str] | None = None) -> None:
         command = command.replace(self.system_path, str(self.conf))
         env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}")
         env.pop("NOTIFY_SOCKET", None)
@@ -450,6 +457,11 @@ class DaemonStage:
         assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
         assert proc.returncode == 0, f"{command!r} exited {proc.returncode}: " \
             f"{proc.stdout}{proc.stderr}{self.log()}"
+        if "-m ctools.config" in command:
+            # The sample output names the system path; ours printed the test's copy.
+            got = proc.stdout.replace(str(self.conf), self.system_path)
+            for line in shown or []:
+                assert line in got.splitlines(), f"doc shows {line!r}, got {got!r}"
 
     def log(self) -> str:
         log = self.tmp / "fw1.log"
@@ -471,7 +483,7 @@ class DaemonStage:
 def _stage_path(block: Block) -> str | None:
     for c in block.commands:
         for path in DOC_CONFIGS:
-            if program_of(c) == "conntrackd" and path in c:
+            if program_of(c) in ("conntrackd", "python3") and path in c:
                 return path
     return None
 
@@ -501,9 +513,9 @@ def test_doc_session(block: Block, netns_factory, tmp_path: Path) -> None:
                 programs = pipeline_programs(command)
                 if all(p in RUN_IN_NETNS for p in programs):
                     run_in_netns(command, ns, block.outputs[i] if block.outputs else None)
-                elif stage is not None and programs == ["conntrackd"] and \
-                        system_path in command:
-                    stage.run(command)
+                elif stage is not None and system_path in command and \
+                        programs[0] in ("conntrackd", "python3"):
+                    stage.run(command, block.outputs[i] if block.outputs else None)
                 else:
                     assert len(programs) == 1, f"{block.where}: pipeline with {programs}"
                     HANDLERS[programs[0]](command, ns)
