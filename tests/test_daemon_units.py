@@ -103,3 +103,21 @@ def test_modeless_daemon_notifies_systemd_and_stops(tmp_path):
     out = proc.stdout.read()
     assert "-- starting in console mode --" in out and "---- shutdown received ----" in out
     assert not (tmp_path / "c.lock").exists() and not (tmp_path / "c.sock").exists()
+
+
+def test_commit_encoder_matches_the_codec():
+    from ctools.daemon.commitfast import encode_for_create
+    from ctools.daemon.kernel import inverse_tuple
+    from ctools.netlink import codec
+
+    for proto, extra in ((6, {"tcp_state": 3, "tcp_flags_orig": (8, 8),
+                              "tcp_flags_reply": (8, 8), "tcp_wscale_orig": 7}),
+                         (17, {}), (6, {"helper": "ftp"})):
+        t = Tuple(family=2, src="172.16.1.2", dst="10.0.0.1", proto=proto, sport=1234,
+                  dport=80)
+        e = Entry(orig=t, status=14, timeout=100, mark=5, **extra)
+        fast = encode_for_create(e)          # reply left out: sent as the inverse
+        assert e.reply is None
+        e.reply = inverse_tuple(t)
+        assert fast == codec.encode_entry(e)
+        assert encode_for_create(e) == codec.encode_entry(e)

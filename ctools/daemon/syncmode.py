@@ -17,6 +17,7 @@ from ctools.daemon import views
 from ctools.daemon.base import Daemon
 from ctools.daemon.cache import ExternalCache, InternalCache, merge_into, strip_volatile
 from ctools.daemon.channel import MultiChannel, TcpChannel, make_channel
+from ctools.daemon.commitfast import encode_for_create
 from ctools.daemon.control import Req
 from ctools.daemon.dumpfmt import cache_line, cache_xml, dump_cache, entry_text
 from ctools.daemon.kernel import (
@@ -26,7 +27,6 @@ from ctools.daemon.kernel import (
     EventSocket,
     OverrunError,
     RequestSocket,
-    inverse_tuple,
 )
 from ctools.daemon.log import DaemonLog
 from ctools.daemon.stats import BypassCounters, InjectCounters
@@ -439,19 +439,19 @@ class SyncDaemon(Daemon):
             if not err:
                 c.updated += 1
                 return
-            err = sock.create([prepared])
+            err = sock.create([prepared], encode_for_create)
             if err.get(0) == errno.EEXIST:
                 sock.delete([prepared])
-                err = sock.create([prepared])
+                err = sock.create([prepared], encode_for_create)
             if err:
                 c.update_failed += 1
             else:
                 c.updated += 1
             return
-        err = sock.create([prepared])
+        err = sock.create([prepared], encode_for_create)
         if err.get(0) == errno.EEXIST:
             sock.delete([prepared])
-            err = sock.create([prepared])
+            err = sock.create([prepared], encode_for_create)
         if err:
             c.create_failed += 1
         else:
@@ -600,13 +600,13 @@ class SyncDaemon(Daemon):
             saved = [_prepare_in_place(o.entry, now - o.last, s.commit_timeout,
                                        not s.tcp_window_tracking) for o in part]
             try:
-                errs = sock.create(chunk)
+                errs = sock.create(chunk, encode_for_create)
                 if errs:
                     retry = [chunk[j] for j, err in errs.items() if err == errno.EEXIST]
                     hard = len(errs) - len(retry)
                     if retry:
                         sock.delete(retry)
-                        hard += len(sock.create(retry))
+                        hard += len(sock.create(retry, encode_for_create))
                     failed += hard
                     for j, err in errs.items():
                         if err != errno.EEXIST:
@@ -805,8 +805,7 @@ def _prepare_in_place(e: Entry, age: float | None, commit_timeout: int,
         e.timeout = 60
     # this kernel refuses to create an entry without CONFIRMED; EXPECTED is not ours to set
     e.status = ((e.status or 0) | IPS_CONFIRMED) & ~IPS_EXPECTED
-    if e.reply is None:
-        e.reply = inverse_tuple(e.orig)
+    # a missing reply tuple is created by the encoder (inverse of the original tuple)
     if liberal and e.orig.proto == IPPROTO_TCP:
         e.tcp_flags_orig = (TCP_FLAG_BE_LIBERAL, TCP_FLAG_BE_LIBERAL)
         e.tcp_flags_reply = (TCP_FLAG_BE_LIBERAL, TCP_FLAG_BE_LIBERAL)
