@@ -10,16 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_netlink_codec import entries, message
 
+from ctools._speedups import load_ctfast
 from ctools.format.text import O_EXT, O_ID, O_KTMS, O_LABELS, format_entry
 from ctools.model import Entry, Tuple
 from ctools.netlink import CodecError, codec, fast
 from ctools.netlink import constants as C
 from ctools.netlink.socket import CtnetlinkSocket
 
-try:
-    from ctools._speedups import _ctfast
-except ImportError:  # the package also works without it; these tests then skip
-    _ctfast = None
+_ctfast = load_ctfast()  # the package also works without it; these tests then skip
 
 needs_ext = pytest.mark.skipif(_ctfast is None, reason="C accelerator not built "
                                "(python -m ctools._speedups)")
@@ -254,3 +252,31 @@ def test_c_decoder_on_arbitrary_bytes(data):
     c = _ctfast.decode_entry(data)
     if c is not None:
         assert c == codec.decode_entry_py(data)
+
+
+def test_stale_or_disabled_accelerator_is_ignored(monkeypatch):
+    import sys
+    import types
+
+    import ctools._speedups as sp
+    stale = types.ModuleType("ctools._speedups._ctfast")
+    stale.ABI = sp.CTFAST_ABI - 1
+    monkeypatch.setitem(sys.modules, "ctools._speedups._ctfast", stale)
+    monkeypatch.setattr(sp, "_ctfast", stale, raising=False)
+    assert sp.load_ctfast() is None
+    stale.ABI = sp.CTFAST_ABI
+    assert sp.load_ctfast() is stale
+    monkeypatch.setenv("CTOOLS_NO_SPEEDUPS", "1")
+    assert sp.load_ctfast() is None
+
+
+def test_pure_python_mode_in_a_fresh_interpreter():
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, CTOOLS_NO_SPEEDUPS="1")
+    out = subprocess.run([sys.executable, "-c",
+                          "from ctools.netlink import codec, fast; "
+                          "print(codec._c_decode is None, fast.HAVE_SPEEDUPS)"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]

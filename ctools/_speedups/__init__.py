@@ -9,15 +9,30 @@ Build it in place by hand with ``python -m ctools._speedups``.
 from __future__ import annotations
 
 import os
-import subprocess
-import sysconfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# the _ctfast.ABI this Python code expects; an older build in place is ignored
+CTFAST_ABI = 1
 SOURCES = {"_ctfast": "_ctfast.c"}
+
+
+def load_ctfast():
+    """The ``_ctfast`` module, or None if it is not built, disabled by
+    ``CTOOLS_NO_SPEEDUPS`` or stale (built from an older ``_ctfast.c``)."""
+    if os.environ.get("CTOOLS_NO_SPEEDUPS"):
+        return None
+    try:
+        from ctools._speedups import _ctfast
+    except ImportError:
+        return None
+    return _ctfast if getattr(_ctfast, "ABI", None) == CTFAST_ABI else None
 
 
 def build(directory: str = HERE, quiet: bool = False) -> list[str]:
     """Compile every extension into ``directory``; returns the built file paths."""
+    import subprocess
+    import sysconfig
+
     include = sysconfig.get_paths()["include"]
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     cc = (sysconfig.get_config_var("CC") or "cc").split()

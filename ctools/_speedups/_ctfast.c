@@ -1234,7 +1234,15 @@ static struct PyModuleDef module = {
     -1, methods, NULL, NULL, NULL, NULL,
 };
 
+/* Bumped whenever the Python side needs something new: a stale build is then ignored. */
+#define CTFAST_ABI 1
+
 PyMODINIT_FUNC PyInit__ctfast(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "ABI", CTFAST_ABI) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

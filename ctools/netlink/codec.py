@@ -15,12 +15,12 @@ Layout reminders (all from the Linux uapi):
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import sys
 from collections.abc import Iterator
 
+from ctools._speedups import load_ctfast
 from ctools.model import Entry, Expect, NatRange, Tuple
 from ctools.netlink import constants as C
 from ctools.netlink.errors import CodecError
@@ -36,12 +36,8 @@ AF_INET6 = int(socket.AF_INET6)
 _ntop = socket.inet_ntop
 _pton = socket.inet_pton
 
-try:
-    if os.environ.get("CTOOLS_NO_SPEEDUPS"):
-        raise ImportError("disabled by CTOOLS_NO_SPEEDUPS")
-    from ctools._speedups._ctfast import decode_entry as _c_decode
-except ImportError:
-    _c_decode = None
+_ctfast = load_ctfast()
+_c_decode = _ctfast.decode_entry if _ctfast is not None else None
 
 # precompiled layouts
 NLMSGHDR = struct.Struct("=IHHII")

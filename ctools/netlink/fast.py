@@ -17,21 +17,16 @@ output is the same either way; tests check it byte for byte.
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 from collections.abc import Callable
 
+from ctools._speedups import load_ctfast
 from ctools.netlink import constants as C
 from ctools.netlink.codec import iter_messages
 from ctools.netlink.errors import CodecError, NetlinkError
 
-try:
-    if os.environ.get("CTOOLS_NO_SPEEDUPS"):
-        raise ImportError("disabled by CTOOLS_NO_SPEEDUPS")
-    from ctools._speedups import _ctfast
-except ImportError:
-    _ctfast = None
+_ctfast = load_ctfast()
 
 __all__ = ["HAVE_SPEEDUPS", "dump_text", "format_payload", "event_line", "events_text",
            "EVENT_PREFIX", "O_EVENT"]
