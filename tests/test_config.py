@@ -419,3 +419,17 @@ def test_checker_cli(tmp_path, capsys):
 ])
 def test_error_hints(text, hint):
     assert hint in err(text).message
+
+
+def test_dump_of_a_config_built_in_code():
+    from ctools.config import Config, General, Sync, UdpChannel, UnixSocket
+
+    cfg = Config(general=General(unix=UnixSocket("/run/ct.ctl"), lock_file="/run/ct.lock"),
+                 sync=Sync(mode="alarm", refresh_time=5, channels=[
+                     UdpChannel(interface="eth1", ipv4_address="10.0.0.1",
+                                ipv4_destination="10.0.0.2", port=3780)]))
+    back = parse(dump(cfg))
+    assert back.sync.mode == "alarm" and back.sync.refresh_time == 5
+    (ch,) = back.sync.channels
+    assert (ch.family, ch.address, ch.destination, ch.port) == ("ipv4", "10.0.0.1", "10.0.0.2", 3780)
+    assert back.general.unix.path == "/run/ct.ctl" and back.general.lock_file == "/run/ct.lock"

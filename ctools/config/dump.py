@@ -148,7 +148,8 @@ def _channel(ch: Channel, out: list[str]) -> None:
 def _sync(s: Sync, out: list[str]) -> None:
     i = _INDENT
     out.append("Sync {")
-    if s.mode_explicit:
+    # a Config built in code may leave mode_explicit unset: still say which mode it is
+    if s.mode_explicit or s.mode != "ftfw":
         body: list[str] = []
         extra: list[str] = []   # clauses only a lower-precedence NOTRACK block can carry
         if s.mode == "ftfw":
