@@ -30,7 +30,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _FIXES = {"loss": "loss", "burst_loss": "burst_loss", "burst_len": "burst_len",
           "reorder": "reorder", "duplicate": "duplicate", "corrupt": "corrupt",
           "entries": "entries", "churn": "churn_s", "churn_rate": "churn_rate",
-          "partition": "partitions", "crash": "crashes", "auth": "auth"}
+          "partition": "partitions", "crash": "crashes", "auth": "auth",
+          "corrupt_bits": "corrupt_bits", "checksum": "checksum"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,11 +69,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reorder", type=_prob, default=None, help="reordering probability")
     p.add_argument("--duplicate", type=_prob, default=None, help="duplication probability")
     p.add_argument("--corrupt", type=_prob, default=None, help="corruption probability")
-    p.add_argument("--corrupt-bits", type=int, default=1,
+    p.add_argument("--corrupt-bits", type=int, default=None,
                    help="bits flipped in a corrupted datagram (default 1)")
     p.add_argument("--delay", default=None, metavar="MIN:MEAN",
                    help="one-way delay in ms: minimum plus exponential mean (default 0.2:0.3)")
-    p.add_argument("--checksum", choices=("on", "off"), default="on",
+    p.add_argument("--checksum", choices=("on", "off"), default=None,
                    help="the senders' Checksum option (default on)")
     p.add_argument("--auth", action="store_true", default=None,
                    help="authenticated sync (the core's HMAC frames)")
@@ -144,7 +145,8 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         if getattr(a, name) is not None:
             setattr(faults, name, getattr(a, name))
     faults.burst_loss = bool(a.burst_loss)
-    faults.corrupt_bits = a.corrupt_bits
+    if a.corrupt_bits is not None:
+        faults.corrupt_bits = a.corrupt_bits
     work = WorkloadSpec()
     if a.entries is not None:
         work.entries = a.entries
@@ -155,7 +157,7 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
     if work.churn_s < 0 or work.churn_rate < 0:
         raise ConfigError("--churn and --churn-rate must not be negative")
     cfg = SimConfig(seed=seed, mode=a.mode, replicas=a.replicas, workload=work, faults=faults,
-                    checksum=a.checksum == "on", auth=bool(a.auth),
+                    checksum=a.checksum != "off", auth=bool(a.auth),
                     startup_resync=not a.no_startup_resync,
                     restart_bulk=not a.no_restart_bulk, ack_window=a.ack_window,
                     resend_queue=a.resend_queue, refresh_time=a.refresh_time,

@@ -206,9 +206,12 @@ def swarm(cfg: SimConfig, fixed: set[str]) -> SimConfig:
         "partitions": rng.random() < 0.4,
         "crashes": rng.random() < 0.3,
         "auth": rng.random() < 0.2,
+        # (new draws go last, so older seeds keep their earlier settings)
+        "checksum_off": rng.random() < 0.15,
+        "corrupt_bits": rng.choice((1, 1, 2, 3)),
     }
     for name in ("loss", "burst_loss", "burst_len", "reorder", "duplicate", "corrupt",
-                 "delay_min_us", "delay_mean_us"):
+                 "corrupt_bits", "delay_min_us", "delay_mean_us"):
         if name not in fixed:
             setattr(f, name, draws[name])
     for name in ("entries", "churn_s", "churn_rate"):
@@ -222,4 +225,6 @@ def swarm(cfg: SimConfig, fixed: set[str]) -> SimConfig:
         out.crashes = random_crashes(cfg.seed, cfg.replicas, horizon)
     if "auth" not in fixed:
         out.auth = draws["auth"]
+    if "checksum" not in fixed and draws["checksum_off"]:
+        out.checksum = False
     return out

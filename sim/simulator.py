@@ -111,6 +111,8 @@ class Result:
     retransmissions: int = 0
     invariant_violations: int = 0
     violations: list[str] = field(default_factory=list)
+    # restarts whose clock-seeded sequence base lay below the crashed incarnation's numbers
+    low_base_restarts: int = 0
     corrupt_accepted: int = 0
     explained_divergence: int = 0
     divergence: int = 0
@@ -137,7 +139,7 @@ class Result:
 class Session:
     """One protocol core of a replica and the peer it talks to."""
 
-    __slots__ = ("core", "peer", "gen", "armed_us", "stalls", "accepted", "sent")
+    __slots__ = ("core", "peer", "gen", "armed_us", "stalls", "accepted", "sent", "base_seq")
 
     def __init__(self, core: object, peer: int) -> None:
         self.core = core
@@ -148,6 +150,7 @@ class Session:
         # (sender incarnation, seq) of every data message this core let through
         self.accepted: set[tuple[int, int]] = set()
         self.sent: set[tuple] = set()             # (kind, view) states this core has sent
+        self.base_seq = 0                         # its first sequence number
 
 
 class Replica:
@@ -161,6 +164,7 @@ class Replica:
         self.external = ExternalCache(expiry_us)
         self.sessions: dict[int, Session] = {}
         self.crash_times: list[int] = []
+        self.next_seq_at_crash: int | None = None
 
 
 class Simulator:
@@ -233,8 +237,10 @@ class Simulator:
         replica.sessions = {}
         for peer in range(self.cfg.replicas):
             if peer != replica.idx:
-                core = sync.build_core(self.now_s, **self._core_settings(replica))
+                settings = self._core_settings(replica)
+                core = sync.build_core(self.now_s, **settings)
                 replica.sessions[peer] = Session(core, peer)
+                replica.sessions[peer].base_seq = settings["initial_seq"]
 
     # -- timers and transmission ----------------------------------------------------------------
     def _flush(self, replica: Replica, s: Session) -> None:
@@ -403,9 +409,15 @@ class Simulator:
         replica = self.replicas[r]
         if not replica.up:
             return
+        next_seq = None
         for s in replica.sessions.values():
             for k, v in _stats_dict(s.core).items():
                 self.dead_core_stats[k] = self.dead_core_stats.get(k, 0) + v
+            sent = _stats_dict(s.core).get("msgs_sent", 0)
+            nxt = (s.base_seq + sent) & 0xFFFFFFFF
+            next_seq = nxt if next_seq is None or ((nxt - next_seq) & 0xFFFFFFFF) < 1 << 31 \
+                else next_seq
+        replica.next_seq_at_crash = next_seq
         replica.up = False
         replica.incarnation += 1
         replica.sessions = {}
@@ -425,6 +437,13 @@ class Simulator:
             replica.internal.new(e)
         self._new_sessions(replica)
         now = self.now_s
+        base = int(now) & 0xFFFFFFFF
+        old = replica.next_seq_at_crash
+        if old is not None and ((base - old) & 0xFFFFFFFF) >= 1 << 31:
+            # The peers last saw numbers above the new base (the C daemon seeds its counter
+            # from the clock, spec §3.1): only HELLO handling can make them accept it.
+            self.result.low_base_restarts += 1
+            self.trace.emit(self.queue.now, f"low-base {r} base={base} old={old}")
         for s in replica.sessions.values():
             for obj in replica.internal.objects():
                 s.core.local_update("dump", obj, now)

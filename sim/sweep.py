@@ -106,7 +106,7 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
 
     os.makedirs(out_dir, exist_ok=True)
     paths = []
-    for metric, label, name in (("t_converge_mean_s", "seconds to converge after quiescence",
+    for metric, ylabel, name in (("t_converge_mean_s", "seconds to converge after quiescence",
                                  "sim_convergence.png"),
                                 ("bytes_per_event_mean",
                                  "wire bytes per kernel event, until convergence",
@@ -122,10 +122,13 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
                             linestyle="-" if hard == "on" else "--", label=label)
             ax.set_xlabel(f"{axis} probability")
-            ax.set_ylabel(label)
+            ax.set_ylabel(ylabel)
+            if metric == "t_converge_mean_s":
+                ax.set_yscale("symlog", linthresh=0.01)
             ax.grid(alpha=0.3)
             ax.legend()
-        fig.suptitle("ctsim sweep (missing points: did not converge within the bound)")
+        fig.suptitle("ctsim sweep: mean over converged seeds; a missing point means no seed "
+                     "converged within the bound", fontsize=10)
         fig.tight_layout()
         path = os.path.join(out_dir, name)
         fig.savefig(path, dpi=100)

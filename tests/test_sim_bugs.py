@@ -120,7 +120,24 @@ def test_restart_with_lower_sequence_base_hardened():
 def test_swarm_seed_80_converges():
     # ctsim run --seed 80 --swarm (GE loss 30 %, bursts of 4, reorder 10 %, dup 5 %, a 2 s
     # partition 0>1); the missing entries were all created before 0 heard anything from 1.
-    from sim.config import swarm
+    from sim.config import random_partitions
 
-    res = run(swarm(SimConfig(seed=80), set()))
+    work = WorkloadSpec(entries=100, churn_s=2.0, churn_rate=50.0)
+    faults = LinkFaults(loss=0.3, burst_loss=True, burst_len=4.0, reorder=0.1, duplicate=0.05,
+                        delay_min_us=1000, delay_mean_us=300)
+    res = run(SimConfig(seed=80, workload=work, faults=faults,
+                        partitions=random_partitions(80, 2, work.end_s)))
     assert res.ok, (res.liveness_failure, res.divergence)
+
+
+@pytest.mark.xfail(reason="same lower-sequence-base bug, as hypothesis shrank it "
+                   "(tests/test_sim_stateful.py): boot, 1 s of workload, crash 0, restart")
+def test_hypothesis_shrunk_restart():
+    work = WorkloadSpec(entries=15, churn_s=4.0, churn_rate=8.0)
+    sim = Simulator(SimConfig(seed=0, workload=work, liveness_bound_s=60.0))
+    sim.run_until(1.0)
+    sim.crash(0)
+    sim.run_until(sim.quiescence_s())
+    sim.heal()
+    assert sim.result.low_base_restarts == 1
+    assert sim.settle(60.0) is not None, sim.divergence()
