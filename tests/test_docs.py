@@ -642,3 +642,25 @@ def test_man_pages_and_completion_are_packaged() -> None:
             assert dst == f"share/man/man{section}/{Path(src).name}"
         else:
             assert dst == f"share/bash-completion/completions/{Path(src).stem}"
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_relative_links_resolve() -> None:
+    """Every relative link in docs/ points to a file of the tree."""
+    broken = []
+    for f in DOC_FILES:
+        for target in LINK.findall(f.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (f.parent / target).exists():
+                broken.append(f"{f.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
+
+
+def test_compat_links_every_part() -> None:
+    """docs/compat.md is the merge point: it links every docs/compat-<part>.md."""
+    text = (DOCS / "compat.md").read_text()
+    for part in sorted(DOCS.glob("compat-*.md")):
+        assert f"]({part.name})" in text, f"docs/compat.md does not link {part.name}"
