@@ -575,8 +575,8 @@ class Runner:
 
     def cmd_exp_flush(self) -> int:
         _codec, C, _E, _S = _netlink()
+        summary("expectation table has been emptied.")   # before the result, like -F
         self.request(C.EXP_DELETE, 0, self.req.family or AF_INET, b"", P.EXP_FLUSH)
-        self.summary("expectation table has been emptied.")
         return 0
 
     def cmd_exp_event(self) -> int:
