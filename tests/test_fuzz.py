@@ -35,22 +35,10 @@ def load_or_skip(path: Path):
         raise
 
 
-# Findings reported to the owner and not fixed yet: harness -> (text of the failure, note).
-# The harness smoke turns into an expected failure only for exactly that failure; each one
-# also has a named, strict-xfail regression test below that flips once the bug is fixed.
-KNOWN_OPEN = {
-    "cli_args": [("UnicodeEncodeError", "conntrack -p with a non-UTF-8 name: traceback in "
-                  "ctools/cli/_ct_proto.find_proto (CLI engineer)")],
-    "cli_conntrackd": [("daemon mode with a request", "conntrackd --health -d: the health "
-                        "check runs and -d is ignored instead of 'Invalid parameters' "
-                        "(daemon engineer)")],
-    "netlink_decode": [
-        ("has no attribute 'zone'", "-o save of an entry without orig/reply tuple: "
-         "AttributeError in ctools/format/save.py (CLI engineer)"),
-        ("C and Python decoders differ", "the C accelerator decodes a nested attribute of "
-         "type 0 into tcp_wscale_orig, the Python decoder ignores it (codec engineer)"),
-    ],
-}
+# Findings reported to their owners and not fixed yet live in fuzzlib.KNOWN_OPEN: the smoke
+# turns into an expected failure only for exactly those failures; each one also has a named,
+# strict-xfail regression test below that flips once the bug is fixed.
+KNOWN_OPEN = fuzzlib.KNOWN_OPEN
 
 
 @pytest.mark.parametrize("path", HARNESSES, ids=[p.stem for p in HARNESSES])
