@@ -106,6 +106,7 @@ class Lab:
         self.master = 1
         self.failovers: list[FailoverTiming] = []
         self.synced_after: float | None = None
+        self.resync_requests = 0
         self.traffic_started = 0.0
         self.relay_control = self.rundir / "relay.ctl"
         self._is_up = False
@@ -412,8 +413,14 @@ class Lab:
     def restart_replica(self, index: int, crash: bool = True,
                         timeout: float = 20.0) -> float | None:
         """Kill (or stop) a replica's daemon and start it again; it asks its peer for a
-        resync. Return seconds until the (backup) replica's external cache holds every
-        established flow again (None if it did not within ``timeout``)."""
+        resync (StartupResync and ``-n``). Return seconds until the (backup) replica's
+        external cache holds every established flow again (None if not within
+        ``timeout``).
+
+        A resync request sent during the HELLO handshake is not repaired when lost, so if
+        the first request does not bring the flows back, the request is repeated once the
+        handshake is over; ``resync_requests`` tells how many were needed.
+        """
         rep = self.replicas[index]
         self.progress(f"{'crashing' if crash else 'stopping'} and restarting fw{index} "
                       f"conntrackd")
@@ -424,10 +431,20 @@ class Lab:
         t0 = time.monotonic()
         rep.start()
         rep.client("-n", check=False)
+        self.resync_requests = 1
         self._write_state()
-        if index != self.master and not self.wait_synced(timeout=timeout, replica=index):
-            return None
-        return time.monotonic() - t0
+        if index == self.master:
+            return time.monotonic() - t0
+        if self.wait_synced(timeout=min(3.0, timeout), replica=index):
+            return time.monotonic() - t0
+        with contextlib.suppress(TimeoutError):
+            self.wait_handshake(timeout=max(1.0, timeout - (time.monotonic() - t0)))
+        rep.client("-n", check=False)
+        self.resync_requests = 2
+        left = timeout - (time.monotonic() - t0)
+        if left > 0 and self.wait_synced(timeout=left, replica=index):
+            return time.monotonic() - t0
+        return None
 
     # -- traffic and convergence ------------------------------------------------------------
     def start_traffic(self, tcp_flows: int = 20, udp_flows: int = 0, v6: bool = False,

@@ -72,7 +72,8 @@ def restart(cfg: LabConfig, flows: int = 20, udp_flows: int = 2,
         synced = resync_s is not None
         lab.failover()
         return _finish(lab, synced, observe_s, {"scenario": "restart-resync",
-                                                "resync_s": round(resync_s, 3) if synced else None})
+                                                "resync_s": round(resync_s, 3) if synced else None,
+                                                "resync_requests": lab.resync_requests})
 
 
 def partition(cfg: LabConfig, flows: int = 20, udp_flows: int = 2, cut_s: float = 2.0,
