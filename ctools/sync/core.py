@@ -220,6 +220,8 @@ class SyncMode:
         else:
             payload = bytes(datagram)
         valid = False
+        if self.guard.strict:
+            self.guard.scan_datagram(payload)
         for item in wire.split_messages(payload):
             if isinstance(item, wire.ProtocolError):
                 stats.count_malformed(item.counter)

@@ -194,27 +194,34 @@ class FtfwSync(SyncMode):
             return False
         saying = self._peer_saying
         self._peer_saying = bool(h.flags & wire.F_HELLO)
-        if h.flags & wire.F_HELLO and not (
-                self.params.hardening and saying and v.cls in (G.IN_SYNC, G.GAP)):
-            # (A peer keeps HELLO on every message until it hears our HELLO_BACK; the C
-            # receiver bypasses the sequence check for all of them, so losses in that stretch
-            # are never NACKed. We treat only the first HELLO of a stretch as a restart.)
-            self._hello_back_pending = True
-            if g.strict and v.cls in (G.FAR, G.OLD, G.HOLE, G.CONFLICT):
-                # An implausible HELLO may be a mutated copy: trust it only once the peer's
-                # new numbering is confirmed by a run of consecutive messages.
-                if v.cls == G.FAR:
-                    self.stats.count_rejected("seq_implausible")
-                return self._candidate(h, msg, v, events)
-            if self._ack_pending and serial_before(h.seq, self._ack_from):
-                self._window = self.params.ack_window - 1
-                self._ack_from = h.seq
-            if v.cls != G.IN_SYNC:
-                self._peer_restarted(events)
-            v.cls = G.IN_SYNC
-            return self._in_sync_path(h, msg, v, events)
         if h.flags & wire.F_HELLO:
             self._hello_back_pending = True
+            if not g.strict:
+                # The C receiver: sequence check bypassed, resend queue dropped, window reset
+                # (we re-send instead of dropping, see _peer_restarted).
+                if self._ack_pending and serial_before(h.seq, self._ack_from):
+                    self._window = self.params.ack_window - 1
+                    self._ack_from = h.seq
+                if v.cls != G.IN_SYNC and not (self.params.hardening and saying):
+                    self._peer_restarted(events)
+                if not (self.params.hardening and saying and v.cls == G.GAP):
+                    v.cls = G.IN_SYNC
+                    return self._in_sync_path(h, msg, v, events)
+            elif v.cls in (G.FAR, G.OLD, G.HOLE, G.CONFLICT):
+                # A HELLO is no licence to jump: it may be a mutated copy. Trust a restarted
+                # peer's new numbering once a run of consecutive messages confirms it.
+                if v.cls == G.FAR:
+                    self.stats.count_rejected("seq_implausible")
+                else:
+                    g.count_c(v)
+                return self._candidate(h, msg, v, events)
+            elif not saying and v.cls != G.IN_SYNC:
+                # first HELLO of a stretch with a plausible number: the peer restarted (its
+                # message goes through the normal checks below, gap included)
+                self._peer_restarted(events, rebase=v.cls == G.UNSET)
+        # (A peer keeps HELLO on every message until it hears our HELLO_BACK; the C receiver
+        # bypasses the sequence check for all of them, so losses in that stretch are never
+        # NACKed. Hardened, only the first HELLO of a stretch counts as a restart.)
         cls = v.cls
         if cls in (G.UNSET, G.IN_SYNC):
             return self._in_sync_path(h, msg, v, events)
@@ -348,12 +355,13 @@ class FtfwSync(SyncMode):
             self._lost_upto = None
             events.append(ResyncRequested("lost"))
 
-    def _peer_restarted(self, events: list) -> None:
+    def _peer_restarted(self, events: list, rebase: bool = True) -> None:
         """HELLO (or a confirmed re-base): the C daemon discards its resend queue; we re-send
         the objects in it instead (the peer may never have got them) and drop old controls."""
         self.stats.peer_restarts += 1
         events.append(PeerRestarted())
-        self.guard.rebase_all()
+        if rebase:
+            self.guard.rebase_all()
         fifo = self._tx.fifo
         for it in self._rs.values():
             if isinstance(it, ObjItem):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from ctools.sync import wire
 from ctools.sync.stats import SyncStats
 
 MASK = 0xFFFFFFFF
@@ -44,7 +45,7 @@ UNSET, IN_SYNC, GAP, OLD, FAR, HOLE, CONFLICT, REPLAY = (
 class Verdict:
     """How one incoming message relates to the receive state."""
 
-    __slots__ = ("cls", "seq", "gap", "suspect", "exact", "body")
+    __slots__ = ("cls", "seq", "gap", "suspect", "exact", "body", "msg")
 
     def __init__(self, cls: str, seq: int, gap: int, suspect: bool, exact: int,
                  body: int) -> None:
@@ -54,6 +55,19 @@ class Verdict:
         self.suspect = suspect  # body already seen with another sequence number
         self.exact = exact
         self.body = body
+        self.msg = b""
+
+
+# A message claiming a sequence slot held by a suspect (repeated-content) message must differ
+# from it in more than this many bytes: a few flipped bits make a mutated copy, not the owner.
+CONFLICT_MIN_BYTES = 0
+
+
+def _distance(a: bytes, b: bytes) -> int:
+    """Bytes that differ (outside the sequence number); a length change counts as large."""
+    if len(a) != len(b):
+        return 1 << 16
+    return sum(x != y for i, (x, y) in enumerate(zip(a, b, strict=True)) if not 4 <= i < 8)
 
 
 def body_hash(msg: bytes) -> int:
@@ -82,6 +96,7 @@ class ReceiveGuard:
         self.max_jump = params.max_seq_jump
         self.rebase_run = max(1, params.rebase_run)
         self.last = 0
+        self._chain = 0
         self.started = False
         self.gen = 0
         mem = params.replay_memory
@@ -92,11 +107,21 @@ class ReceiveGuard:
         self._keys: dict = {}                 # key -> (gen, seq, body hash)
         self._tombs = _Lru(mem)
         self._run: list = []
+        self.tainted = False    # the current datagram repeats a message we already have
 
     # -- classification ---------------------------------------------------------------------
 
     def classify(self, seq: int, msg: bytes) -> Verdict:
-        """Classify without changing state."""
+        v = self._classify(seq, msg)
+        v.msg = msg
+        return v
+
+    def _classify(self, seq: int, msg: bytes) -> Verdict:
+        """Classify (the only state it touches: any message that does not continue the
+        re-base run breaks it, so the run must arrive uninterrupted)."""
+        run = self._run
+        if run and seq != (run[-1][0].seq + 1) & MASK:
+            run.clear()
         exact = hash(msg) if self.strict else 0
         body = body_hash(msg) if self.strict else 0
         suspect = self.strict and body in self._bodies
@@ -111,13 +136,33 @@ class ReceiveGuard:
             if self.strict and d > self.max_jump:
                 return Verdict(FAR, seq, d, suspect, exact, body)
             return Verdict(GAP, seq, d, suspect, exact, body)
-        if self.strict:
-            if self._in_hole(seq):
+        if self.strict and not self.tainted:
+            # Only the in-order continuation of the genuine stream may fill a hole (at its
+            # lowest missing number) or claim a slot taken by a suspect or out-of-order message
+            # (right after the last in-order one): a mutated copy of an old datagram lands
+            # anywhere else.
+            if self._hole_start(seq):
                 return Verdict(HOLE, seq, 0, suspect, exact, body)
             held = self._suspects.get(seq)
-            if held is not None and held != exact and not suspect:
+            if held is not None and not suspect and seq == (self._chain + 1) & MASK \
+                    and _distance(held, msg) > CONFLICT_MIN_BYTES:
                 return Verdict(CONFLICT, seq, 0, suspect, exact, body)
         return Verdict(OLD, seq, 0, suspect, exact, body)
+
+    def scan_datagram(self, payload: bytes) -> None:
+        """Before a datagram's messages are classified: does it contain an exact copy of a
+        message we accepted? Genuine datagrams never do (every message has a new number), a
+        mutated copy of an old datagram nearly always does; such a datagram may not fill
+        holes or claim slots."""
+        exact = self._exact
+        tainted = False
+        for item in wire.split_messages(payload):
+            if isinstance(item, tuple):
+                header, off = item
+                if hash(payload[off:off + header.length]) in exact:
+                    tainted = True
+                    break
+        self.tainted = tainted
 
     def count_c(self, v: Verdict) -> None:
         """The C "Packets lost"/"Packets before" counters for this classification."""
@@ -131,6 +176,10 @@ class ReceiveGuard:
     def accept(self, v: Verdict) -> None:
         """Record an accepted message: advances ``last`` unless it filled a hole/conflict."""
         seq = v.seq
+        # ``chain``: newest number of the in-order stream (fresh in-sync messages and hole
+        # fills; a repeated body advances it only once it proved to be the current state)
+        if v.cls in (HOLE, CONFLICT, UNSET) or (v.cls == IN_SYNC and not v.suspect):
+            self._chain = seq
         if v.cls in (HOLE, CONFLICT, OLD, REPLAY):
             if v.cls == HOLE:
                 self._fill_hole(seq)
@@ -147,12 +196,12 @@ class ReceiveGuard:
         if self.strict:
             self._exact.touch(v.exact)
             self._bodies.touch(v.body)
-            if v.suspect:
-                self._suspects.touch(seq, v.exact)
+            if v.suspect or v.cls == GAP:
+                self._suspects.touch(seq, v.msg)
 
     def set_last(self, seq: int) -> None:
         """Force ``last`` (HELLO bypass in FT-FW)."""
-        self.last = seq & MASK
+        self.last = self._chain = seq & MASK
         self.started = True
 
     def rebase_all(self) -> None:
@@ -182,7 +231,7 @@ class ReceiveGuard:
             return None
         out = [(h, m) for h, m, _t, _d in run]
         self.rebase_all()
-        self.last = (out[0][0].seq - 1) & MASK
+        self.last = self._chain = (out[0][0].seq - 1) & MASK
         self.started = True
         self.stats.rebases += 1
         return out
@@ -197,9 +246,16 @@ class ReceiveGuard:
             if gen == self.gen and ((seq - last_seq) & MASK) >= HALF:
                 self.stats.superseded += 1      # a late message: a newer state is applied
                 return False
-            if v.suspect and last_body != v.body:
-                self.stats.count_rejected("stale_content")
-                return False
+            if v.suspect:
+                if last_body != v.body:
+                    self.stats.count_rejected("stale_content")
+                    return False
+                # the very state we hold (an ALARM refresh, a bulk re-send, or a copy with a
+                # mutated number): harmless to apply, but it must not raise the key's sequence
+                # mark, or the genuine next state could be taken for an older one
+                if v.cls == IN_SYNC and seq == (self._chain + 1) & MASK:
+                    self._chain = seq
+                return True
         elif v.suspect:
             self.stats.count_rejected("stale_content")
             return False
@@ -217,11 +273,8 @@ class ReceiveGuard:
 
     # -- holes ------------------------------------------------------------------------------
 
-    def _in_hole(self, seq: int) -> bool:
-        for lo, hi in self._holes:
-            if ((hi - lo) & MASK) >= ((seq - lo) & MASK):
-                return True
-        return False
+    def _hole_start(self, seq: int) -> bool:
+        return any(lo == seq for lo, _hi in self._holes)
 
     def _fill_hole(self, seq: int) -> None:
         for i, (lo, hi) in enumerate(self._holes):
