@@ -179,3 +179,29 @@ def test_nested_helper_types_bounded_like_c_parser_stack(depth, accepted, reques
     if REF is not None:
         ref = Reference(REF, request.getfixturevalue("tmp_path"))
         assert ref.verdict(data)[0] == accepted
+
+
+# Warnings that only ctools gives (conntrackd stays silent there) or that conntrackd gives
+# after parsing (mode default, CommitTimeout evaluation).
+_OUR_EXTRA_WARNINGS = ("does not fit in 32 bits", "is out of range", "NUL byte", "CommitTimeout")
+_C_LATE_WARNINGS = ("No synchronization mode", "CommitTimeout")
+
+
+@pytest.mark.reference
+def test_same_number_of_warnings_as_reference(ref):
+    """Every WARNING conntrackd logs while reading a file has one ConfigWarning, and back."""
+    files = [p.read_bytes() for p in corpus("accept")]
+    files += [generate(random.Random(seed), 0.0).encode() for seed in range(300)]
+    compared = 0
+    for data in files:
+        accepted, out = ref.verdict(data)
+        if not accepted:
+            continue
+        theirs = [line for line in out.splitlines() if "[warning]" in line
+                  and not any(s in line for s in _C_LATE_WARNINGS)]
+        cfg = parse(data)
+        ours_ = [w for w in cfg.warnings
+                 if not any(s in w.message for s in _OUR_EXTRA_WARNINGS)]
+        assert len(ours_) == len(theirs), (data, theirs, [str(w) for w in ours_])
+        compared += 1
+    assert compared > 150

@@ -290,10 +290,11 @@ class _Parser:
             g.log_file = self.log_target(t, DEFAULT_LOG_FILE, "LogFile")
 
         def syslog(t: Token) -> None:
-            value = self.syslog_target(t, g.syslog_facility, "")
+            value, named = self.syslog_target(t, g.syslog_facility)
             g.syslog_facility = value
             stats = self.cfg.stats
-            if value and stats is not None and stats.syslog_facility not in (None, value):
+            # conntrackd compares the two only when a facility is named
+            if named and stats is not None and stats.syslog_facility not in (None, value):
                 self.warn(t, "Syslog facilities of General and Stats differ;"
                           " the General one is used")
 
@@ -406,17 +407,18 @@ class _Parser:
                                   f" '{clause.text}'")
         return self.path(clause, FILENAME_MAX, what)
 
-    def syslog_target(self, clause: Token, current: str | None, suffix: str) -> str | None:
+    def syslog_target(self, clause: Token, current: str | None) -> tuple[str | None, bool]:
+        """The facility after ``Syslog`` and whether it was given by name."""
         tok = self.next()
         if tok.kind in (lx.ON, lx.OFF):
-            return DEFAULT_SYSLOG_FACILITY if tok.kind == lx.ON else None
+            return (DEFAULT_SYSLOG_FACILITY if tok.kind == lx.ON else None), False
         if tok.kind != lx.STRING:
             raise self.unexpected(tok, f"on, off or a syslog facility after '{clause.text}'")
         if tok.text not in SYSLOG_FACILITIES:
             self.warn(tok, f"'{tok.text}' is not a known syslog facility (daemon, local0 …"
-                      f" local7); ignored{suffix}")
-            return current
-        return tok.text
+                      " local7); ignored")
+            return current, False
+        return tok.text, True
 
     # ------------------------------------------------------------------ Filter
 
@@ -531,7 +533,8 @@ class _Parser:
             item = addr
         items = af.ipv6 if v6 else af.ipv4
         if item in items:
-            self.warn(tok, f"{item} is listed twice in the address filter")
+            if not v6 and length < maxlen:   # the only duplicate conntrackd remarks on
+                self.warn(tok, f"{item} is listed twice in the address filter")
             return
         items.append(item)
 
@@ -720,10 +723,10 @@ class _Parser:
             st.log_file = self.log_target(t, DEFAULT_STATS_LOG_FILE, "Stats LogFile")
 
         def syslog(t: Token) -> None:
-            value = self.syslog_target(t, st.syslog_facility, "")
+            value, named = self.syslog_target(t, st.syslog_facility)
             st.syslog_facility = value
             general = self.cfg.general.syslog_facility
-            if value and general is not None and general != value:
+            if named and general is not None and general != value:
                 self.warn(t, "Syslog facilities of General and Stats differ;"
                           " the General one is used")
 
