@@ -433,3 +433,23 @@ def test_dump_of_a_config_built_in_code():
     (ch,) = back.sync.channels
     assert (ch.family, ch.address, ch.destination, ch.port) == ("ipv4", "10.0.0.1", "10.0.0.2", 3780)
     assert back.general.unix.path == "/run/ct.ctl" and back.general.lock_file == "/run/ct.lock"
+
+
+_WORDS = st.sampled_from(["General", "Sync", "Stats", "Helper", "{", "}", "Mode", "FTFW", "UDP",
+                          "TCP", "Multicast", "Default", "Filter", "From", "Kernelspace",
+                          "Protocol", "Address", "State", "Accept", "for", "IPv4_address",
+                          "IPv6_address", "Port", "Group", "Interface", "eth0", "on", "o|",
+                          "1", "-1", "/p", "/p}", "::1", "beef", "1.2.3.4/8", "#c\n", "\n",
+                          "Type", "ftp", "inet", "tcp", "Policy", "ExpectMax", "\x00", "é"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_WORDS, max_size=40), st.sampled_from([" ", "", "\n", "\t"]))
+def test_any_token_soup_parses_or_raises_config_error(words, sep):
+    text = sep.join(words)
+    try:
+        cfg = parse(text)
+    except ConfigError as exc:
+        assert 1 <= exc.line <= text.count("\n") + 1 and exc.col >= 1
+        return
+    assert parse(dump(cfg)) == cfg
