@@ -158,20 +158,13 @@ def dump_text(sock, msg_type: int, family: int, attrs: bytes, flags: int,
             sock._drain(seq)
 
 
-def _main(argv: list[str] | None = None) -> int:
-    """``python -m ctools.netlink.fast [-o extended,id]``: list the conntrack table through
-    the fast path (what ``conntrack -L`` does when it uses it); for benchmarks."""
+def _list(flags: int) -> int:
     import sys
 
-    from ctools.format.text import O_EXT, O_ID, format_entry
+    from ctools.format.text import format_entry
     from ctools.netlink.codec import decode_entry
     from ctools.netlink.socket import CtnetlinkSocket
 
-    args = sys.argv[1:] if argv is None else argv
-    flags = 0
-    if len(args) == 2 and args[0] == "-o":
-        for word in args[1].split(","):
-            flags |= {"extended": O_EXT, "id": O_ID}[word]
     now = int(time.time())
     out = sys.stdout
     with CtnetlinkSocket() as sock:
@@ -181,6 +174,68 @@ def _main(argv: list[str] | None = None) -> int:
     out.flush()
     sys.stderr.write(f"conntrack v1.4.7 (ctools): {count} flow entries have been shown.\n")
     return 0
+
+
+def _events(flags: int, rcvbuf: int | None) -> int:
+    import errno
+    import select
+    import signal
+    import sys
+
+    from ctools.format.text import format_entry
+    from ctools.netlink.codec import decode_entry
+    from ctools.netlink.socket import CtnetlinkSocket
+
+    def fallback(kind: str, pid: int, payload) -> str:
+        line = format_entry(decode_entry(payload), flags, kind, None, int(time.time()))
+        return line[:-1] + f" [USERSPACE] portid={pid}\n" if pid else line
+
+    class Stop(Exception):
+        pass
+
+    def stop(_sig, _frame):
+        raise Stop
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    out = sys.stdout
+    count = 0
+    with CtnetlinkSocket(C.CT_EVENT_GROUPS, rcvbuf=rcvbuf) as sock:
+        try:
+            while True:
+                select.select([sock], [], [])
+                text, n, err = events_text(sock, flags, fallback)
+                if text:
+                    out.write(text)
+                    out.flush()
+                count += n
+                if err == errno.ENOBUFS:
+                    sys.stderr.write("WARNING: We have hit ENOBUFS! We are losing events.\n")
+                elif err:
+                    raise NetlinkError(err)
+        except Stop:
+            pass
+    sys.stderr.write(f"conntrack v1.4.7 (ctools): {count} flow events have been shown.\n")
+    return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m ctools.netlink.fast [-E] [-b SIZE] [-o extended,id]``: list the table,
+    or print events, through the fast path -- the reference for how ``conntrack -L``/``-E``
+    use it, and a benchmark subject."""
+    import argparse
+
+    from ctools.format.text import O_EXT, O_ID
+
+    ap = argparse.ArgumentParser(prog="python -m ctools.netlink.fast")
+    ap.add_argument("-E", action="store_true", help="print events instead of listing")
+    ap.add_argument("-b", type=int, help="receive buffer size for -E")
+    ap.add_argument("-o", default="", help="extended,id")
+    args = ap.parse_args(argv)
+    flags = 0
+    for word in filter(None, args.o.split(",")):
+        flags |= {"extended": O_EXT, "id": O_ID}[word]
+    return _events(flags, args.b) if args.E else _list(flags)
 
 
 if __name__ == "__main__":
