@@ -43,6 +43,9 @@ KNOWN_OPEN: dict[str, list[tuple[str, str]]] = {
     "cli_conntrackd": [("daemon mode with a request", "conntrackd --health -d: the health "
                         "check runs and -d is ignored instead of 'Invalid parameters' "
                         "(daemon engineer)")],
+    "receiver_wire": [("HELPER_NAME length", "a non-ASCII HELPER_NAME is decoded as latin-1 "
+                       "and re-encoded as UTF-8: our own message then exceeds 16 bytes and is "
+                       "rejected (sync engineer)")],
     "netlink_decode": [
         ("has no attribute 'zone'", "-o save of an entry without orig/reply tuple: "
          "AttributeError in ctools/format/save.py (CLI engineer)"),
