@@ -280,3 +280,31 @@ def test_pure_python_mode_in_a_fresh_interpreter():
                           "print(codec._c_decode is None, fast.HAVE_SPEEDUPS)"],
                          env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.root
+def test_fast_listing_matches_the_reference_tool(netns_factory, ref_conntrack):
+    import sys
+    ns = netns_factory("ctnl")
+    ns.run("sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1")
+    for args in (
+        ("-p", "tcp", "-s", "10.40.0.1", "-d", "10.40.0.2", "--sport", "1", "--dport", "2",
+         "--state", "ESTABLISHED", "-u", "SEEN_REPLY", "-t", "500"),
+        ("-p", "udp", "-s", "10.40.0.1", "-d", "10.40.0.3", "--sport", "3", "--dport", "4",
+         "-t", "500", "-w", "3", "-m", "9"),
+        ("-p", "icmp", "-s", "10.40.0.1", "-d", "10.40.0.4", "--icmp-type", "8",
+         "--icmp-code", "0", "--icmp-id", "77", "-t", "500"),
+        ("-p", "tcp", "-s", "2001:db8::1", "-d", "2001:db8::2", "--sport", "5", "--dport", "6",
+         "--state", "TIME_WAIT", "-t", "500"),
+        ("-p", "sctp", "-s", "10.40.0.1", "-d", "10.40.0.5", "--sport", "7", "--dport", "8",
+         "--state", "ESTABLISHED", "--orig-vtag", "1", "--reply-vtag", "2", "-t", "500"),
+        ("-p", "tcp", "-s", "10.40.0.1", "-d", "10.40.0.6", "--sport", "9", "--dport", "10",
+         "--state", "ESTABLISHED", "-t", "500", "--dst-nat", "192.0.2.1:8080"),
+    ):
+        ns.run(ref_conntrack, "-I", *args)
+    for extra in ((), ("-o", "extended")):
+        theirs = ns.run(ref_conntrack, "-L", *extra).stdout.decode()
+        ours = ns.run(sys.executable, "-m", "ctools.netlink.fast", *extra).stdout.decode()
+        assert sorted(TIMEOUT.sub(r"\1", ln) for ln in ours.splitlines()) == sorted(
+            TIMEOUT.sub(r"\1", ln) for ln in theirs.splitlines())
+        assert len(ours.splitlines()) == 6
