@@ -139,7 +139,8 @@ class Result:
 class Session:
     """One protocol core of a replica and the peer it talks to."""
 
-    __slots__ = ("core", "peer", "gen", "armed_us", "stalls", "accepted", "sent", "base_seq")
+    __slots__ = ("core", "peer", "gen", "armed_us", "stalls", "accepted", "sent", "base_seq",
+                 "tainted")
 
     def __init__(self, core: object, peer: int) -> None:
         self.core = core
@@ -151,6 +152,9 @@ class Session:
         self.accepted: set[tuple[int, int]] = set()
         self.sent: set[tuple] = set()             # (kind, view) states this core has sent
         self.base_seq = 0                         # its first sequence number
+        # a corrupted datagram reached this core unauthenticated: what it applies from now on
+        # may come from it (the core can hold messages back, e.g. while re-basing)
+        self.tainted = False
 
 
 class Replica:
@@ -350,6 +354,7 @@ class Simulator:
         now = self.now_s
         if corrupted and not self.cfg.auth:
             self.tainted = True
+            s.tainted = True
         try:
             events = s.core.receive(dgram, now)
         except Exception as exc:  # the invariant is precisely that this never happens
@@ -360,7 +365,7 @@ class Simulator:
         src_inc = self.sender_incarnation.get(dgram_id, -1)
         for ev in events:
             if isinstance(ev, sync.Apply):
-                if not corrupted:
+                if not s.tainted:
                     # no message accepted twice: a sender incarnation never reuses a seq
                     # (retransmissions get new ones), so a repeat is a replay let through
                     mark = (src_inc, ev.seq)
@@ -371,7 +376,7 @@ class Simulator:
                 if not isinstance(ev.obj, Entry):
                     continue
                 applied += 1
-                self._apply(replica, src, ev.kind, ev.obj, corrupted, dgram)
+                self._apply(replica, src, ev.kind, ev.obj, s.tainted, dgram)
             elif isinstance(ev, sync.ResyncRequested):
                 s.core.bulk_send(replica.internal.objects(), now)
                 self.trace.emit(self.queue.now, f"resync {dst} for {src}")
@@ -381,14 +386,14 @@ class Simulator:
                         f"a={applied}{' corrupt' if corrupted else ''}")
         self._flush(replica, s)
 
-    def _apply(self, replica: Replica, src: int, kind: str, obj: Entry, corrupted: bool,
+    def _apply(self, replica: Replica, src: int, kind: str, obj: Entry, tainted: bool,
                dgram: bytes) -> None:
         stored = replica.external.apply(kind, obj, self.queue.now)
         self.dirty = True
         if stored is None:
             return
         if view(stored) not in self.legit:
-            if corrupted and not self.cfg.auth:
+            if tainted:
                 self.result.corrupt_accepted += 1
             else:
                 self.violation(f"phantom entry at replica {replica.idx} from {src}: "
