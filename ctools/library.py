@@ -303,6 +303,16 @@ class Conntrack:
             (C.CT_NEW, flags, codec.tuple_family(_tuple_of(e)), codec.encode_entry(with_reply(e)))
             for e in entries)
 
+    def update_many(self, entries) -> list[int]:
+        """Batched updates; one errno per entry (0 = updated)."""
+        return self.sock.batch(
+            (C.CT_NEW, 0, codec.tuple_family(_tuple_of(e)),
+             codec.encode_entry(e, for_update=True)) for e in entries)
+
+    def delete_many(self, entries_or_tuples) -> list[int]:
+        """Batched deletes (e.g. every stale entry of a dump); one errno each (0 = gone)."""
+        return self.sock.batch((C.CT_DELETE, 0, *_lookup_attrs(x)) for x in entries_or_tuples)
+
     # -- events --------------------------------------------------------------------------------
     def events(self, groups: int = NEW | UPDATE | DESTROY, *, rcvbuf: int | None = None,
                family: int = AF_UNSPEC) -> Iterator[Event]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import time
 
 import pytest
 
@@ -94,3 +96,39 @@ def test_events_iterator(netns_factory, ref_conntrack):
     assert all(ev.pid and ev.family == 2 for ev in got)
     assert got[0].entry.orig.src == "10.31.0.1" and got[0].entry.orig.dport == 6
     assert UPDATE == 2
+
+
+def test_batched_updates_and_deletes(netns_factory):
+    ns = netns_factory("ctnl")
+    es = [Entry(Tuple(2, f"10.32.0.{i}", "10.32.1.1", 17, sport=i, dport=53), timeout=60)
+          for i in range(1, 101)]
+    with ctools.Conntrack(netns=ns.name) as ct:
+        assert ct.create_many(es) == [0] * 100
+        for e in es:
+            e.mark = 5
+        assert ct.update_many(es[:50]) == [0] * 50
+        assert sorted(e.mark for e in ct.dump(mark=5)) == [5] * 50
+        stale = list(ct.dump(mark=5))
+        assert ct.delete_many(stale) == [0] * 50
+        assert ct.delete_many(stale[:2]) == [errno.ENOENT] * 2
+        assert ct.count() == 50
+
+
+def test_namespace_by_proc_path(netns_factory):
+    ns = netns_factory("ctnl")
+    proc = ns.spawn("sleep", "30")
+    path = f"/proc/{proc.pid}/ns/net"
+    for _ in range(50):  # ip netns exec has exec'd sleep once the link differs from ours
+        if os.readlink(path) != os.readlink("/proc/self/ns/net"):
+            break
+        time.sleep(0.05)
+    with ctools.Conntrack(netns=path) as ct:
+        ct.create(Entry(Tuple(2, "10.33.0.1", "10.33.0.2", 17, sport=1, dport=2), timeout=9))
+    with ctools.Conntrack(netns=ns.name) as ct:
+        assert [e.orig.src for e in ct.dump()] == ["10.33.0.1"]
+    fd = os.open(f"/run/netns/{ns.name}", os.O_RDONLY)
+    try:
+        with ctools.Conntrack(netns=fd) as ct:
+            assert ct.count() == 1
+    finally:
+        os.close(fd)
