@@ -253,3 +253,12 @@ def test_fast_tuple_encoding_is_the_general_one(t, ty):
 def test_fast_scalar_attributes_are_the_general_ones():
     assert codec._be32_attr(C.CTA_MARK, 0x01020304) == codec.nla(C.CTA_MARK, bytes([1, 2, 3, 4]))
     assert codec._U8_ATTR(codec._L5, codec._h(1), 7) == codec.nla(1, b"\x07")
+
+
+@given(st.integers(0, 4095), u32, u16)
+def test_error_message_round_trip(err, seq, ty):
+    # NLMSG_ERROR payload: -errno, then (a capped copy of) the request's header
+    payload = struct.pack("=i", -err) + struct.pack("=IHHII", 16, ty, 0, seq, 0)
+    assert codec.decode_error(payload) == (err, seq)
+    with pytest.raises(CodecError):
+        codec.decode_error(b"\x01")
