@@ -269,3 +269,13 @@ def test_trace_identical_across_processes_and_hash_seeds():
             env={**os.environ, "PYTHONHASHSEED": salt}).stdout
         digests.add(json.loads(out.strip().splitlines()[-1])["trace_sha256"])
     assert len(digests) == 1
+
+
+def test_resend_queue_stays_bounded_and_the_check_can_fail(monkeypatch):
+    from sim import simulator
+
+    cfg = small(16, resend_queue=5, faults=LinkFaults(loss=0.3))
+    assert run(cfg).invariant_violations == 0
+    monkeypatch.setattr(simulator, "RS_CONTROL_SLACK", -5)   # a bound no queue can meet
+    res = run(cfg)
+    assert any("resend queue" in v for v in res.violations)
