@@ -453,3 +453,14 @@ def test_any_token_soup_parses_or_raises_config_error(words, sep):
         assert 1 <= exc.line <= text.count("\n") + 1 and exc.col >= 1
         return
     assert parse(dump(cfg)) == cfg
+
+
+@pytest.mark.parametrize("text", [
+    "Sync { Mode ALARM { } Mode NOTRACK { DisableInternalCache on DisableExternalCache on"
+    " StartupResync on } }",
+    "Sync { Mode FTFW { } Mode NOTRACK { DisableInternalCache on } }",
+    "General { Filter { Protocol Accept { SCTP igmp IPv6-ICMP } } }",
+])
+def test_dump_round_trip_mixed_modes_and_protocol_names(text):
+    cfg = parse(text)
+    assert parse(dump(cfg)) == cfg
