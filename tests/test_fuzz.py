@@ -45,14 +45,19 @@ KNOWN_OPEN = fuzzlib.KNOWN_OPEN
 def test_harness_smoke(path: Path) -> None:
     module = load_or_skip(path)
     corpus = fuzzlib.seeds(fuzzlib.corpus_name(module, path)) + fuzzlib.regressions(path.stem)
-    try:
-        runs = fuzzlib.smoke(module.TestOneInput, corpus, runs=SMOKE_RUNS,
-                             seconds=SMOKE_SECONDS)
-    except fuzzlib.FuzzFailure as exc:
-        for text, note in KNOWN_OPEN.get(path.stem, []):
-            if text in str(exc):
-                pytest.xfail(f"known open finding: {note}")
-        raise
+    known_hits = [0]
+
+    def harness(data: bytes) -> None:
+        # Known open findings have their own strict-xfail tests below: step over them here
+        # so that the smoke still catches every other failure of this harness.
+        try:
+            module.TestOneInput(data)
+        except Exception as exc:
+            if not fuzzlib.is_known_open(path.stem, exc):
+                raise
+            known_hits[0] += 1
+
+    runs = fuzzlib.smoke(harness, corpus, runs=SMOKE_RUNS, seconds=SMOKE_SECONDS)
     assert runs >= min(len(corpus), SMOKE_RUNS)
 
 
@@ -154,6 +159,18 @@ def _run_conntrack(*argv: bytes) -> subprocess.CompletedProcess:
     code = "import sys; from ctools.cli.conntrack import main; sys.exit(main())"
     return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
                           cwd=ROOT, timeout=30)
+
+
+@pytest.mark.xfail(strict=True, reason="open: _ct_args.inet_aton uses int() (CLI engineer)")
+@pytest.mark.parametrize("address", [b"1.0x-1", b"1.0x1_0", b"1.0x+1"])
+def test_finding_cli_address_parts_like_inet_aton(address: bytes) -> None:
+    """cli_args found it: ``conntrack -L -s 1.0x-1`` died with OverflowError (the parts are
+    read with Python's int(), which also takes a sign and underscores: ``1.0x1_0`` was
+    accepted). glibc's inet_aton takes digits only; the reference says Invalid IP
+    address, exit 2, for all of these."""
+    proc = _run_conntrack(b"-L", b"-s", address)
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
+    assert proc.returncode == 2 and b"Invalid IP address" in proc.stderr, proc.stderr
 
 
 @pytest.mark.xfail(strict=True, reason="open: traceback in _ct_proto.find_proto (CLI engineer)")
