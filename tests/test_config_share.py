@@ -304,3 +304,36 @@ def test_man_page_renders():
                            str(ROOT / "man" / "conntrackd.conf.5")],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_hook_reads_its_defaults_file(fake, tmp_path):
+    """Settings in the defaults file (the shipped one, uncommented) are used."""
+    shipped = (SHARE / "ctools-conntrackd.default").read_text()
+    assert "#CONNTRACKD=/usr/local/bin/conntrackd" in shipped
+    text = shipped.replace("#CONNTRACKD=/usr/local/bin/conntrackd",
+                           f"CONNTRACKD={tmp_path / 'bin' / 'conntrackd'}")
+    text = text.replace("#CONNTRACKD_CONFIG=/etc/conntrackd/conntrackd.conf",
+                        f"CONNTRACKD_CONFIG={tmp_path / 'other.conf'}")
+    defaults = tmp_path / "defaults"
+    defaults.write_text(text)
+    env = dict(os.environ, CTOOLS_DEFAULTS=str(defaults), PATH=f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    env.pop("CONNTRACKD", None)
+    env.pop("CONNTRACKD_CONFIG", None)
+    proc = subprocess.run([str(SCRIPT), "fault"], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0
+    assert (tmp_path / "calls").read_text() == f"-C {tmp_path / 'other.conf'} -t\n"
+
+
+@pytest.mark.skipif(shutil.which("logrotate") is None, reason="logrotate is not installed")
+def test_logrotate_rules_rotate(tmp_path):
+    rules = tmp_path / "rules"
+    rules.write_text((SHARE / "ctools-conntrackd.logrotate").read_text()
+                     .replace("/var/log/", f"{tmp_path}/"))
+    (tmp_path / "conntrackd.log").write_text("line\n")
+    proc = subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "state"), str(rules)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "error" not in proc.stderr, proc.stderr
+    # copied and truncated in place: the daemon keeps writing to the same open file
+    assert (tmp_path / "conntrackd.log").read_text() == ""
+    assert (tmp_path / "conntrackd.log.1").read_text() == "line\n"
