@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -66,6 +67,9 @@ def _lab_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--open-window", action="store_true",
                    help="let the VIPs go up before the commit (keepalived's own order), to "
                         "measure the window the lab otherwise closes")
+    g.add_argument("--hold", action="store_true",
+                   help="keep keepalived's order (VIPs first) but hold the packets of the "
+                        "taking-over replica until its commit has finished")
     g.add_argument("--no-sync", action="store_true",
                    help="run no conntrackd at all: flows must die on fail-over")
     g.add_argument("--no-settle", action="store_true",
@@ -105,7 +109,7 @@ def config_from(args: argparse.Namespace) -> LabConfig:
                      delay_ms=args.delay, jitter_ms=args.jitter, rate_kbit=args.rate)
     cfg = LabConfig(replicas=args.replicas, mixed_first=args.mixed_first, ha=args.ha, close_window=not args.open_window,
                     checksum=args.checksum == "on", replicate=not args.no_sync,
-                    settle=not args.no_settle,
+                    settle=not args.no_settle, hold=args.hold,
                     impairment=imp, seed=args.seed, clients=args.clients,
                     servers=args.servers, ipv6=not args.no_ipv6, sync_over_v6=args.sync_v6,
                     advert_ms=args.advert_ms)
@@ -178,8 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         out.print("ctlab: interrupted; the lab was removed")
         return 130
-    except (RuntimeError, TimeoutError, OSError, FileNotFoundError) as exc:
+    except (RuntimeError, TimeoutError, OSError) as exc:
         out.print(f"ctlab: the lab could not run: {exc}")
+        return EXIT_LAB
+    except subprocess.SubprocessError as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        out.print(f"ctlab: the lab could not run: {exc} "
+                  f"{detail.decode(errors='replace').strip()}")
         return EXIT_LAB
 
 

@@ -87,6 +87,7 @@ class LabConfig:
     mixed_first: str = "ours"        # with "mixed": fw1's implementation (fw2 gets the other)
     ha: str = "driver"               # "driver" (built-in fail-over) or "keepalived"
     close_window: bool = True        # commit before the VIPs go up
+    hold: bool = False               # VIPs up at once, packets held until the commit ends
     checksum: bool = True            # conntrackd's Checksum clause on the sync link
     replicate: bool = True           # False: no conntrackd at all (flows must die)
     settle: bool = True              # wait for the FT-FW HELLO handshake before traffic

@@ -138,13 +138,16 @@ class Lab:
         self.progress(f"building topology {cfg.prefix}")
         self.topo.build()
         for i in (1, 2):
-            ruleset.load(self.topo.fw[i])
+            ruleset.load(self.topo.fw[i], hold=cfg.hold)
         self.progress("starting the sync-link relay")
         self._start_relay()
-        hook_vips = cfg.close_window
+        # hold mode keeps keepalived's order (VIPs first) and holds packets instead
+        hook_vips = cfg.close_window and not cfg.hold
         for i in (1, 2):
             self.replicas[i] = Replica(cfg, self.topo, i, self.rundir, manage_vips=hook_vips,
-                                       replicate=cfg.replicate)
+                                       replicate=cfg.replicate, hold=cfg.hold)
+            if cfg.hold:
+                self.replicas[i].start_holder(ruleset.HOLD_QUEUE)
         if cfg.replicate:
             for i in (1, 2):
                 self.progress(f"starting fw{i} conntrackd ({self.replicas[i].kind})")
@@ -182,6 +185,8 @@ class Lab:
                 ka.stop()
         for rep in self.replicas.values():
             with contextlib.suppress(Exception):
+                rep.stop_holder()
+            with contextlib.suppress(Exception):
                 rep.stop()
         self._stop_relay()
         for name in self.topo.all_names:
@@ -205,6 +210,8 @@ class Lab:
         for rep in self.replicas.values():
             if rep.proc is not None:
                 pids.append(rep.proc.pid)
+            if rep.holder is not None:
+                pids.append(rep.holder.pid)
         for ka in self.keepalived.values():
             pids.extend(ka.pids())
         return pids
@@ -353,7 +360,7 @@ class Lab:
             if trigger != "cut":
                 raise ValueError("the built-in driver only knows the 'cut' trigger")
             self._set_lan_ports(old, up=False)
-            if not self.cfg.close_window:
+            if not self.cfg.close_window or self.cfg.hold:
                 self._vips(new, up=True)          # keepalived's order: addresses first
             rep.run_notify("primary")
         timing.done = time.time()
@@ -377,10 +384,11 @@ class Lab:
                 self.keepalived[back].start()
             self._wait_notify(back, "primary", since=timing.started, timeout=timeout)
         else:
-            if not self.cfg.close_window:
+            vips_first = not self.cfg.close_window or self.cfg.hold
+            if vips_first:
                 self._vips(cur, up=False)
             self.replicas[cur].run_notify("backup")
-            if not self.cfg.close_window:
+            if vips_first:
                 self._vips(back, up=True)
             self.replicas[back].run_notify("primary")
         timing.done = time.time()
@@ -392,7 +400,7 @@ class Lab:
 
     def _fill_timing(self, timing: FailoverTiming, rep: Replica) -> None:
         vip_addrs = {a for _i, a, _p in self.topo.vips()}
-        if self.cfg.close_window:
+        if self.cfg.close_window and not self.cfg.hold:
             for t, word, _arg in _log_lines(rep.notify_log):
                 if word == "vips_up" and t >= timing.started:
                     timing.vip_up = t
@@ -553,6 +561,9 @@ class Lab:
             "hook_script": str(self.replicas[self.master].primary_backup_script)
             if self.replicas else None,
             "close_window": self.cfg.close_window,
+            "hold": self.cfg.hold,
+            "held_packets": self.replicas[self.master].holder_stats().get("released")
+            if self.cfg.hold and self.replicas else None,
             "seed": self.cfg.seed,
             "impairment": self.cfg.impairment.as_dict(),
             "flows_started": len(started),

@@ -9,6 +9,7 @@ because the daemons log with one-second resolution.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -116,6 +117,7 @@ if [ "$*" = "-C {conf} -c" ]; then
         rm -f {promote}
         {vips} up
     fi
+    [ "{hold}" = 1 ] && {gate} open
     # invalid packets dropped on this replica so far: the commit window's victims
     {nft} list counter inet ctlab invalid_drops 2>/dev/null | \\
         sed -n 's/.*packets \\([0-9]*\\).*/window_drops \\1/p' >> {calls}
@@ -167,6 +169,20 @@ EOF
 fi
 """
 
+GATE = """#!/bin/bash
+# ctools lab: close (hold packets of unknown flows) or open the take-over gate of {name}
+LOG={rundir}/{name}.notify.log
+if [ "$1" = open ]; then
+    if [ -p {fifo} ]; then exec 3<>{fifo}; echo release >&3; exec 3>&-; fi
+    {nft} flush set inet ctlab holdifs
+    echo "gate_open $EPOCHREALTIME" >> $LOG
+else
+    {nft} add element inet ctlab holdifs '{{ "lan0", "lan1" }}'
+    if [ -p {fifo} ]; then exec 3<>{fifo}; echo hold >&3; exec 3>&-; fi
+    echo "gate_closed $EPOCHREALTIME" >> $LOG
+fi
+"""
+
 NOTIFY = """#!/bin/bash
 # ctools lab HA hook for {name}: called as 'notify.sh primary|backup|fault'
 # (by keepalived's notify_master/backup/fault, or by the lab's fail-over driver).
@@ -180,13 +196,16 @@ primary|master|MASTER)
     [ "{manage_vips}" = 1 ] && touch {promote}
     {script} primary
     echo "sequence_done $EPOCHREALTIME" >> $LOG
-    if [ -e {promote} ]; then rm -f {promote}; {vips} up; fi ;;
+    if [ -e {promote} ]; then rm -f {promote}; {vips} up; fi
+    [ "{hold}" = 1 ] && {gate} open ;;
 backup|BACKUP)
     rm -f {promote}
+    [ "{hold}" = 1 ] && {gate} close
     [ "{manage_vips}" = 1 ] && {vips} down
     {script} backup ;;
 fault|FAULT)
     rm -f {promote}
+    [ "{hold}" = 1 ] && {gate} close
     [ "{manage_vips}" = 1 ] && {vips} down
     {script} fault ;;
 *)
@@ -201,8 +220,9 @@ class Replica:
     """One conntrackd daemon (either implementation) in one firewall namespace."""
 
     def __init__(self, cfg: LabConfig, topo: Topology, index: int, rundir: Path,
-                 manage_vips: bool, replicate: bool = True) -> None:
+                 manage_vips: bool, replicate: bool = True, hold: bool = False) -> None:
         self.cfg = cfg
+        self.hold = hold
         self.replicate = replicate
         self.index = index
         self.name = f"fw{index}"
@@ -220,6 +240,10 @@ class Replica:
         self.notify_log = rundir / f"{self.name}.notify.log"
         self.vips_script = rundir / f"{self.name}-vips.sh"
         self.promote = rundir / f"{self.name}.promote"
+        self.gate = rundir / f"{self.name}-gate.sh"
+        self.hold_fifo = rundir / f"{self.name}.hold"
+        self.hold_stats = rundir / f"{self.name}.hold.json"
+        self.holder: subprocess.Popen | None = None
         self.proc: subprocess.Popen | None = None
         self._write_files(topo, manage_vips)
 
@@ -240,7 +264,11 @@ class Replica:
         nft_bin = shutil.which("nft") or "/usr/sbin/nft"
         self.wrapper.write_text(WRAPPER.format(calls=self.calls, binary=self.binary,
                                                conf=self.conf, nft=nft_bin,
-                                               promote=self.promote, vips=self.vips_script))
+                                               promote=self.promote, vips=self.vips_script,
+                                               hold=1 if self.hold else 0, gate=self.gate))
+        self.gate.write_text(GATE.format(name=self.name, rundir=self.rundir,
+                                         fifo=self.hold_fifo, nft=nft_bin))
+        self.gate.chmod(0o755)
         self.wrapper.chmod(0o755)
         ups, downs, garp = [], [], []
         for ifname, addr, plen in topo.vips():
@@ -258,7 +286,7 @@ class Replica:
         self.notify.write_text(NOTIFY.format(
             name=self.name, rundir=self.rundir, wrapper=self.wrapper, conf=self.conf,
             lock=self.lock, script=script_cmd, promote=self.promote, vips=self.vips_script,
-            manage_vips=1 if manage_vips else 0))
+            manage_vips=1 if manage_vips else 0, hold=1 if self.hold else 0, gate=self.gate))
         self.notify.chmod(0o755)
 
     # -- process ---------------------------------------------------------------------------
@@ -283,6 +311,39 @@ class Replica:
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} ({self.kind} conntrackd) did not open {self.ctl} "
                            f"within {timeout:.0f}s: {self.tail()}")
+
+    def start_holder(self, queue: int, timeout: float = 10.0) -> None:
+        """Start the packet holder of this replica (hold mode) and wait for its FIFO."""
+        out = open(self.rundir / f"{self.name}-holder.out", "ab")
+        self.holder = subprocess.Popen(
+            nsutil.cmd(self.ns, sys.executable, "-m", "netns_lab.holder", "--queue",
+                       str(queue), "--fifo", str(self.hold_fifo), "--stats",
+                       str(self.hold_stats)),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(REPO_ROOT))
+        out.close()
+        deadline = time.monotonic() + timeout
+        while not self.hold_stats.exists():
+            if self.holder.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: the packet holder did not start: "
+                                   + (self.rundir / f"{self.name}-holder.out").read_text())
+            time.sleep(0.02)
+
+    def holder_stats(self) -> dict:
+        import json
+        try:
+            return json.loads(self.hold_stats.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def stop_holder(self) -> None:
+        if self.holder is not None and self.holder.poll() is None:
+            try:
+                os.killpg(self.holder.pid, signal.SIGTERM)
+                self.holder.wait(timeout=3)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.holder.pid, signal.SIGKILL)
+        self.holder = None
 
     def tail(self, lines: int = 6) -> str:
         text = ""

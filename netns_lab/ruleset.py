@@ -32,12 +32,35 @@ table inet ctlab {
 }
 """
 
-COUNTERS = ("invalid_drops", "bad_new_tcp", "new_flows", "established")
+HOLD_BLOCK = """\
+    counter held { }
+    set holdifs { type ifname; }
+    chain hold {
+        # a replica taking over (gate set filled) queues forwarded TCP before conntrack sees
+        # it, until its commit has finished (netns_lab.holder); bypass: no holder, no hold
+        type filter hook prerouting priority -310; policy accept;
+        iifname @holdifs meta l4proto tcp fib daddr type unicast counter name held queue num 7 bypass
+    }
+"""
+
+COUNTERS = ("invalid_drops", "bad_new_tcp", "new_flows", "established", "held")
+HOLD_QUEUE = 7
 
 
-def load(ns: str) -> None:
-    """Install the rule-set and the conntrack sysctls it depends on in namespace ``ns``."""
-    nsutil.nft(ns, RULESET)
+def load(ns: str, hold: bool = False) -> None:
+    """Install the rule-set and the conntrack sysctls it depends on in namespace ``ns``.
+
+    ``hold`` adds the take-over gate (needs the kernel's nft ``queue`` expression)."""
+    text = RULESET
+    if hold:
+        text = text.replace("    chain forward {", HOLD_BLOCK + "    chain forward {")
+    res = nsutil.nft(ns, text, check=False)
+    if res.returncode != 0:
+        err = res.stderr.decode(errors="replace").strip()
+        if hold and "queue" in err:
+            raise RuntimeError("--hold needs nftables' queue expression, which this kernel "
+                               "lacks (CONFIG_NFT_QUEUE); use the default order instead")
+        raise RuntimeError(f"nft rejected the lab rule-set: {err}")
     # the sysctl exists once the rule-set made the namespace use conntrack
     nsutil.sysctl(ns, {"net.netfilter.nf_conntrack_tcp_loose": 0,
                        "net.netfilter.nf_conntrack_tcp_be_liberal": 0})
