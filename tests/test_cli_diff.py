@@ -422,8 +422,9 @@ def test_save_output_replays_through_load_file(table_ns, ref_conntrack, netns_fa
     """-o save of ours, fed to -R of ours in an empty namespace, rebuilds the same table."""
     # this kernel has no DCCP tracker, so the DCCP entry saves without a state: drop it
     table_ns.run(ref_conntrack, "-D", "-p", "dccp")
-    # and -o save has no NAT port (-n ADDR only): drop the entry NATed to 4.4.4.4:99
+    # and -o save has no NAT port (-n/-g ADDR only): drop the entries NATed with a port
     table_ns.run(ref_conntrack, "-D", "-s", "1.1.1.4")
+    table_ns.run(ref_conntrack, "-D", "-s", "10.0.0.1")
     code, saved, _ = run(table_ns, OURS, ["-L", "-o", "save"])
     assert code == 0
     fresh = netns_factory("ctcli")
