@@ -988,6 +988,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     if not argv:
         argv = [PROG]
+    if hasattr(signal, "SIGPIPE"):
+        # a closed pipe ends us quietly by SIGPIPE, like the C tool (`conntrack -L | head`)
+        try:
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        except ValueError:   # not the main thread (embedded use)
+            pass
     try:
         status = _main(argv)
     except CtError as exc:
