@@ -132,7 +132,7 @@ def test_driver_runs_atheris_and_counts(tmp_path: Path) -> None:
     """A real libFuzzer run of a throw-away harness: executions counted, a crash found."""
     (tmp_path / "demo_crash.py").write_text(
         "def TestOneInput(data):\n"
-        "    if data[:2] == b'ok':\n"
+        "    if data[:1] == b'o':  # the seed itself: found without coverage guidance\n"
         "        raise RuntimeError('found it')\n")
     code = (
         "import sys, pathlib; sys.path.insert(0, {!r}); import fuzzlib, run\n"
