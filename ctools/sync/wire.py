@@ -209,7 +209,9 @@ def _unpack(codec: str, p: bytes):
     if codec == "be32x3":
         return _BE32X3.unpack(p)
     if codec == "cstr":
-        return p.split(b"\0", 1)[0].decode("latin-1")
+        # A name that fills its attribute without a NUL is cut to what a valid attribute can
+        # hold (the C receiver would read past the attribute; deliberate difference).
+        return p.split(b"\0", 1)[0][:len(p) - 1 if b"\0" not in p else None].decode("latin-1")
     if codec == "labels":
         value = 0
         for i in range(len(p) // 4):
@@ -426,7 +428,8 @@ def encode_ct_payload(e: Entry, opts: EncodeOptions = DEFAULT_OPTIONS) -> bytes:
     if e.seq_adj_orig is not None and e.seq_adj_reply is not None:
         _tlv(out, 16, _BE32X6.pack(*e.seq_adj_orig, *e.seq_adj_reply))
     if e.helper:
-        name = e.helper.encode("latin-1")[:15] + b"\0"
+        # at most 11 bytes + NUL: the receiver refuses nta_len > 16 (§2.7)
+        name = e.helper.encode("latin-1", "replace")[:11] + b"\0"
         _tlv(out, 27, name)
     pv = opts.peer_version
     if e.labels and pv >= CT_ATTR_SINCE[28]:
@@ -601,9 +604,9 @@ def encode_exp_payload(x: Expect, opts: EncodeOptions = DEFAULT_OPTIONS) -> byte
             _tlv(out, 16, _PORT2.pack(n.sport or 0, n.dport or 0))
         _tlv(out, 18, _BE32.pack(x.nat_dir or 0))
     if x.helper:
-        _tlv(out, 19, x.helper.encode("latin-1")[:15] + b"\0")
+        _tlv(out, 19, x.helper.encode("latin-1", "replace")[:11] + b"\0")
     if x.fn:
-        _tlv(out, 20, x.fn.encode("latin-1")[:31] + b"\0")
+        _tlv(out, 20, x.fn.encode("latin-1", "replace")[:27] + b"\0")
     return b"".join(out)
 
 
