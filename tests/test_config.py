@@ -297,6 +297,13 @@ def test_load_reports_missing_file(tmp_path):
     assert str(info.value).startswith(str(tmp_path / "nope.conf") + ": cannot open")
 
 
+def test_load_refuses_directories_and_endless_devices(tmp_path):
+    with pytest.raises(ConfigError, match="Is a directory"):
+        load(tmp_path)
+    with pytest.raises(ConfigError, match="larger than"):
+        load("/dev/zero")
+
+
 def test_load_reads_bytes_and_names_file(tmp_path):
     p = tmp_path / "c.conf"
     p.write_bytes(b"General { LockFile /tmp/\xff\xfe }\nSync { Mode FTFW { } }\n")

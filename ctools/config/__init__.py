@@ -53,6 +53,9 @@ __all__ = [
 ]
 
 
+MAX_FILE_SIZE = 16 << 20
+
+
 def parse(text: str | bytes, filename: str = "<string>") -> Config:
     """Parse configuration text (or raw bytes) into a ``Config``; raises ``ConfigError``."""
     if isinstance(text, (bytes, bytearray, memoryview)):
@@ -65,7 +68,9 @@ def load(path: str | os.PathLike[str] = DEFAULT_CONFIG_FILE) -> Config:
     name = os.fspath(path)
     try:
         with open(name, "rb") as fh:
-            data = fh.read()
+            data = fh.read(MAX_FILE_SIZE + 1)   # bounded: the path may name a device
     except OSError as exc:
         raise ConfigError(name, 0, 0, f"cannot open configuration file: {exc.strerror}") from None
+    if len(data) > MAX_FILE_SIZE:
+        raise ConfigError(name, 0, 0, f"configuration file larger than {MAX_FILE_SIZE} bytes")
     return parse(data, filename=name)
