@@ -40,7 +40,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -528,39 +527,6 @@ def test_doc_session(block: Block, netns_factory, tmp_path: Path) -> None:
 def test_doc_config_parses(block: Block) -> None:
     config = pytest.importorskip("ctools.config")
     config.parse("\n".join(block.lines), filename=block.where)
-
-
-EXAMPLES = DOCS / "manual" / "examples"
-
-
-def test_example_notify_script_calls(tmp_path: Path) -> None:
-    """The example primary-backup.sh asks the daemon what chapter 5 says, in that order."""
-    calls = tmp_path / "calls"
-    stub = tmp_path / "conntrackd"
-    # A stand-in daemon client: records its arguments; "-s" says "not running" once.
-    stub.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\n"
-                    f"[ \"$3\" = -s ] && [ ! -e {tmp_path}/up ] && exit 1\n"
-                    f"[ \"$3\" = -d ] && touch {tmp_path}/up\nexit 0\n")
-    stub.chmod(0o755)
-    lock = tmp_path / "lock"
-    lock.write_text("")
-    env = dict(os.environ, CONNTRACKD=str(stub), CONFIG="/x.conf", LOCKFILE=str(lock))
-    script = str(EXAMPLES / "primary-backup.sh")
-    for state in ("primary", "backup", "fault"):
-        assert subprocess.run(["sh", script, state], env=env, timeout=30).returncode == 0
-    assert subprocess.run(["sh", script, "bogus"], env=env, capture_output=True,
-                          timeout=30).returncode == 1
-    got = [line.split()[2] for line in calls.read_text().splitlines()]
-    assert got == ["-c", "-f", "-R", "-B", "-s", "-d", "-t", "-n", "-t"]
-    assert not lock.exists(), "a stale lock file must be removed before starting the daemon"
-
-
-@pytest.mark.skipif(shutil.which("keepalived") is None, reason="keepalived is not installed")
-def test_example_keepalived_conf(netns) -> None:
-    """keepalived accepts the example configuration where its interfaces exist."""
-    netns.run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-    proc = netns.run("keepalived", "-t", "-f", str(EXAMPLES / "keepalived.conf"), check=False)
-    assert proc.returncode == 0, proc.stderr.decode()
 
 
 def test_convention_parser() -> None:
