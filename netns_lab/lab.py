@@ -137,15 +137,17 @@ class Lab:
         self._write_state()
         self.progress(f"building topology {cfg.prefix}")
         self.topo.build()
+        self.hold_backend = ""
         for i in (1, 2):
-            ruleset.load(self.topo.fw[i], hold=cfg.hold)
+            self.hold_backend = ruleset.load(self.topo.fw[i], hold=cfg.hold)
         self.progress("starting the sync-link relay")
         self._start_relay()
         # hold mode keeps keepalived's order (VIPs first) and holds packets instead
         hook_vips = cfg.close_window and not cfg.hold
         for i in (1, 2):
             self.replicas[i] = Replica(cfg, self.topo, i, self.rundir, manage_vips=hook_vips,
-                                       replicate=cfg.replicate, hold=cfg.hold)
+                                       replicate=cfg.replicate, hold=cfg.hold,
+                                       hold_backend=self.hold_backend)
             if cfg.hold:
                 self.replicas[i].start_holder(ruleset.HOLD_QUEUE)
         if cfg.replicate:
@@ -562,6 +564,7 @@ class Lab:
             if self.replicas else None,
             "close_window": self.cfg.close_window,
             "hold": self.cfg.hold,
+            "hold_backend": getattr(self, "hold_backend", ""),
             "held_packets": self.replicas[self.master].holder_stats().get("released")
             if self.cfg.hold and self.replicas else None,
             "seed": self.cfg.seed,

@@ -174,10 +174,10 @@ GATE = """#!/bin/bash
 LOG={rundir}/{name}.notify.log
 if [ "$1" = open ]; then
     if [ -p {fifo} ]; then exec 3<>{fifo}; echo release >&3; exec 3>&-; fi
-    {nft} flush set inet ctlab holdifs
+{gate_open}
     echo "gate_open $EPOCHREALTIME" >> $LOG
 else
-    {nft} add element inet ctlab holdifs '{{ "lan0", "lan1" }}'
+{gate_close}
     if [ -p {fifo} ]; then exec 3<>{fifo}; echo hold >&3; exec 3>&-; fi
     echo "gate_closed $EPOCHREALTIME" >> $LOG
 fi
@@ -220,9 +220,11 @@ class Replica:
     """One conntrackd daemon (either implementation) in one firewall namespace."""
 
     def __init__(self, cfg: LabConfig, topo: Topology, index: int, rundir: Path,
-                 manage_vips: bool, replicate: bool = True, hold: bool = False) -> None:
+                 manage_vips: bool, replicate: bool = True, hold: bool = False,
+                 hold_backend: str = "nft") -> None:
         self.cfg = cfg
         self.hold = hold
+        self.hold_backend = hold_backend
         self.replicate = replicate
         self.index = index
         self.name = f"fw{index}"
@@ -266,8 +268,16 @@ class Replica:
                                                conf=self.conf, nft=nft_bin,
                                                promote=self.promote, vips=self.vips_script,
                                                hold=1 if self.hold else 0, gate=self.gate))
+        if self.hold_backend == "xt":
+            from .ruleset import xt_gate_commands
+            gate_open = "\n".join(f"    {c}" for c in xt_gate_commands(False))
+            gate_close = "\n".join(f"    {c}" for c in xt_gate_commands(True))
+        else:
+            gate_open = f"    {nft_bin} flush set inet ctlab holdifs"
+            gate_close = f"    {nft_bin} add element inet ctlab holdifs '{{ \"lan0\", \"lan1\" }}'"
         self.gate.write_text(GATE.format(name=self.name, rundir=self.rundir,
-                                         fifo=self.hold_fifo, nft=nft_bin))
+                                         fifo=self.hold_fifo, gate_open=gate_open,
+                                         gate_close=gate_close))
         self.gate.chmod(0o755)
         self.wrapper.chmod(0o755)
         ups, downs, garp = [], [], []

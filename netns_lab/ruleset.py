@@ -9,6 +9,7 @@ invalid`` and dropped silently (no RST).
 from __future__ import annotations
 
 import json
+import shutil
 
 from . import nsutil
 
@@ -47,23 +48,55 @@ COUNTERS = ("invalid_drops", "bad_new_tcp", "new_flows", "established", "held")
 HOLD_QUEUE = 7
 
 
-def load(ns: str, hold: bool = False) -> None:
+XT_RULE = ("-p tcp -m addrtype ! --dst-type LOCAL -j NFQUEUE --queue-num {queue} "
+           "--queue-bypass")
+XT_TOOLS = ("iptables-legacy", "ip6tables-legacy")
+
+
+def xt_gate_commands(close: bool, queue: int = 7) -> list[str]:
+    """Shell commands that open or close the take-over gate with legacy iptables (raw
+    table, before conntrack) — for kernels without nft's queue expression."""
+    cmds = []
+    for tool in XT_TOOLS:
+        cmds.append(f"{tool} -t raw -F CTLAB_HOLD")
+        if close:
+            cmds.append(f"{tool} -t raw -A CTLAB_HOLD {XT_RULE.format(queue=queue)}")
+    return cmds
+
+
+def load(ns: str, hold: bool = False) -> str:
     """Install the rule-set and the conntrack sysctls it depends on in namespace ``ns``.
 
-    ``hold`` adds the take-over gate (needs the kernel's nft ``queue`` expression)."""
+    ``hold`` adds the take-over gate: with nft's ``queue`` expression when the kernel has
+    it, else with legacy iptables (NFQUEUE target). Returns the gate's backend: ``"nft"``,
+    ``"xt"`` or ``""`` (no gate).
+    """
+    backend = ""
     text = RULESET
     if hold:
         text = text.replace("    chain forward {", HOLD_BLOCK + "    chain forward {")
+        backend = "nft"
     res = nsutil.nft(ns, text, check=False)
-    if res.returncode != 0:
-        err = res.stderr.decode(errors="replace").strip()
-        if hold and "queue" in err:
+    if res.returncode != 0 and hold and "queue" in res.stderr.decode(errors="replace"):
+        if not all(shutil.which(t) for t in XT_TOOLS):
             raise RuntimeError("--hold needs nftables' queue expression, which this kernel "
-                               "lacks (CONFIG_NFT_QUEUE); use the default order instead")
-        raise RuntimeError(f"nft rejected the lab rule-set: {err}")
+                               "lacks (CONFIG_NFT_QUEUE), or legacy iptables (Debian package "
+                               "'iptables') for the NFQUEUE target")
+        res = nsutil.nft(ns, RULESET, check=False)
+        backend = "xt"
+        if res.returncode == 0:
+            for tool in XT_TOOLS:
+                nsutil.run(ns, tool, "-t", "raw", "-N", "CTLAB_HOLD")
+                for ifname in ("lan0", "lan1"):
+                    nsutil.run(ns, tool, "-t", "raw", "-A", "PREROUTING", "-i", ifname, "-j",
+                               "CTLAB_HOLD")
+    if res.returncode != 0:
+        raise RuntimeError("nft rejected the lab rule-set: "
+                           + res.stderr.decode(errors="replace").strip())
     # the sysctl exists once the rule-set made the namespace use conntrack
     nsutil.sysctl(ns, {"net.netfilter.nf_conntrack_tcp_loose": 0,
                        "net.netfilter.nf_conntrack_tcp_be_liberal": 0})
+    return backend
 
 
 def counters(ns: str) -> dict[str, int]:

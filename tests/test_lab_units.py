@@ -190,3 +190,19 @@ def test_hook_log_lines(tmp_path):
     assert lines[0] == (100.5, "call", "-C /x.conf -c")
     assert lines[1] == (100.7, "done", "-C /x.conf -c")
     assert lines[2][:2] == (3.0, "window_drops")
+
+
+def test_holder_speaks_nfnetlink_queue():
+    from netns_lab import holder
+    msg = holder.config_bind(7)
+    length, mtype, flags, _seq, _pid = struct.unpack_from("=IHHII", msg)
+    assert length == len(msg) and mtype == (3 << 8) | 2 and flags & 1
+    assert struct.unpack_from("!H", msg, 18)[0] == 7          # res_id: the queue number
+    # a queued-packet message carrying packet id 0x01020304
+    hdr = struct.pack("=HH", 11, 1) + struct.pack("!IHB", 0x01020304, 0x0800, 0) + b"\0"
+    body = struct.pack("=BBH", 2, 0, socket.htons(7)) + hdr
+    pkt = struct.pack("=IHHII", 16 + len(body), 3 << 8, 0, 0, 0) + body
+    assert holder.packet_ids(pkt + pkt) == [0x01020304, 0x01020304]
+    assert holder.packet_ids(b"\x00" * 3) == []
+    v = holder.verdict(7, 0x01020304, 5)
+    assert v.endswith(struct.pack("!II", 1, 0x01020304))
