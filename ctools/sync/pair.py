@@ -11,6 +11,7 @@ import heapq
 import random
 from collections.abc import Callable
 
+from ctools.model import Expect
 from ctools.sync import make_sync, wire
 from ctools.sync.core import Apply, ResyncRequested, SyncMode, SyncParams
 
@@ -129,10 +130,17 @@ class Pair:
         return diff(self.a.internal, self.b.external) == (set(), set(), set())
 
 
+def _state(obj) -> bytes:
+    """Wire encoding of an object's state (what a receiver can know of it)."""
+    if isinstance(obj, Expect):
+        return wire.encode_exp_payload(obj)
+    return wire.encode_ct_payload(obj)
+
+
 def diff(internal: dict, external: dict) -> tuple[set, set, set]:
     """(missing at the receiver, extra at the receiver, different) keys."""
     missing = internal.keys() - external.keys()
     extra = external.keys() - internal.keys()
     changed = {k for k in internal.keys() & external.keys()
-               if wire.encode_ct_payload(internal[k]) != wire.encode_ct_payload(external[k])}
+               if _state(internal[k]) != _state(external[k])}
     return set(missing), set(extra), changed
