@@ -337,3 +337,67 @@ def test_logrotate_rules_rotate(tmp_path):
     # copied and truncated in place: the daemon keeps writing to the same open file
     assert (tmp_path / "conntrackd.log").read_text() == ""
     assert (tmp_path / "conntrackd.log.1").read_text() == "line\n"
+
+
+# ----------------------------------------------------------------------------- a real pair
+
+
+def _swap_sides(text: str) -> str:
+    """Node B's file from node A's, as the examples' header says: swap local and peer."""
+    text = re.sub(r"(192\.168\.\d00\.)([12])\b", lambda m: m.group(1) + "21"[int(m.group(2)) - 1],
+                  text)
+    return re.sub(r"(fd00:\d00::)([12])\b", lambda m: m.group(1) + "21"[int(m.group(2)) - 1], text)
+
+
+@pytest.mark.root
+@pytest.mark.reference
+@pytest.mark.parametrize("impl", ["reference", "ctools"])
+@pytest.mark.parametrize("name", ["ftfw-udp", "alarm-mcast", "notrack-tcp", "ftfw-udp-ipv6",
+                                  "alarm-mcast-ipv6", "notrack-tcp-ipv6",
+                                  "ftfw-udp-multichannel"])
+def test_example_pair_replicates(name, impl, netns_factory, tmp_path, ref_conntrack, request):
+    """Node A runs the example, node B its mirror image: a flow made on A reaches B."""
+    daemon = [request.getfixturevalue("ref_conntrackd")] if impl == "reference" else OURS
+    text = (SHARE / "conntrackd" / f"{name}.conf").read_text()
+    nodes = {}
+    for side, body in (("a", text), ("b", _swap_sides(text))):
+        ns = netns_factory("ctcf")
+        body = (body.replace("/var/lock/conntrackd.lock", str(tmp_path / f"{side}.lock"))
+                .replace("/var/run/conntrackd.ctl", str(tmp_path / f"{side}.ctl")))
+        conf = tmp_path / f"{side}.conf"
+        conf.write_text(body)
+        nodes[side] = (ns, conf)
+    (a, conf_a), (b, conf_b) = nodes["a"], nodes["b"]
+    cfg_a, cfg_b = load(conf_a), load(conf_b)
+    for ch_a, ch_b in zip(cfg_a.sync.channels, cfg_b.sync.channels, strict=True):
+        a.run("ip", "link", "add", ch_a.interface, "type", "veth", "peer", "name",
+              ch_b.interface, "netns", b.name)
+        for ns, ch in ((a, ch_a), (b, ch_b)):
+            if isinstance(ch, McastChannel):
+                addr = ch.ipv4_interface or ("fd00:100::1" if ns is a else "fd00:100::2")
+            else:
+                addr = ch.address
+            plen = "64" if ":" in addr else "24"
+            ns.run("ip", "addr", "add", f"{addr}/{plen}", "dev", ch.interface,
+                   *(["nodad"] if ":" in addr else []))
+            ns.run("ip", "link", "set", ch.interface, "up")
+    procs = []
+    for ns, conf in ((b, conf_b), (a, conf_a)):
+        log = (tmp_path / f"{conf.stem}.out").open("wb")
+        procs.append(ns.spawn(*daemon, "-C", str(conf), stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 20
+        while ns.run(*daemon, "-C", str(conf), "-s", check=False, timeout=10).returncode:
+            assert time.monotonic() < deadline, (tmp_path / f"{conf.stem}.out").read_text()
+            time.sleep(0.1)
+    a.run(ref_conntrack, "-I", "-p", "tcp", "-s", "10.99.0.1", "-d", "10.99.0.2", "--sport",
+          "1000", "--dport", "80", "--state", "ESTABLISHED", "-t", "300", "-u",
+          "SEEN_REPLY,ASSURED")
+    deadline = time.monotonic() + 15
+    while b"src=10.99.0.1" not in b.run(*daemon, "-C", str(conf_b), "-e", check=False,
+                                         timeout=10).stdout:
+        assert time.monotonic() < deadline, "flow did not reach node B:\n" + "\n".join(
+            (tmp_path / f"{s}.out").read_text() for s in ("a", "b"))
+        time.sleep(0.2)
+    for ns, conf in ((a, conf_a), (b, conf_b)):
+        ns.run(*daemon, "-C", str(conf), "-k", check=False, timeout=10)
+    assert [p.wait(timeout=10) for p in procs] == [0, 0]
