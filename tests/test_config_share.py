@@ -4,9 +4,12 @@
   mode/transport/family/links are the ones its name promises;
 * the reference conntrackd, and ours, start with each of them in a throw-away namespace
   (interfaces eth1/eth2 with the example addresses), answer ``-s`` and stop with ``-k``;
+* node A running an example and node B running its mirror image (addresses swapped, as the
+  examples' header says) replicate a flow, with either daemon;
 * primary-backup.sh calls conntrackd in the documented order (recorded with a fake binary),
-  and drives a real reference daemon;
+  reads its defaults file, and drives a real daemon (reference and ours);
 * keepalived.conf passes ``keepalived -t``; the systemd unit passes ``systemd-analyze verify``;
+  the logrotate rules rotate with ``logrotate -f``;
 * every ```conf block of docs/conntrackd.conf.md parses; the man page renders.
 """
 
