@@ -383,3 +383,14 @@ def test_rare_attributes_through_the_kernel(ns):
         ct.update(Entry(orig, labels=1 << 5, labels_mask=1 << 5, mark=0xF0, mark_mask=0xFF))
         e = ct.get(orig)
         assert e.labels == (1 << 127) | (1 << 5) | (1 << 3) and e.mark == 0xF0
+
+
+def test_kernel_error_text_reaches_netlink_error(ns):
+    with CtnetlinkSocket(netns=ns.name) as sock:
+        # a 1-byte CTA_TIMEOUT fails the kernel's attribute policy
+        with pytest.raises(NetlinkError) as exc:
+            sock.request(C.CT_NEW, C.NLM_F_CREATE, 2, codec.nla(C.CTA_TIMEOUT, b"\x01"))
+        assert exc.value.errno == errno.ERANGE
+        assert exc.value.ext_ack and "policy" in exc.value.ext_ack
+        # the socket keeps working after errors
+        assert list(sock.dump(C.CT_GET)) == []
