@@ -50,6 +50,8 @@ LONGOPTS = (
     ("orig-zone", REQUIRED_ARG, "("), ("reply-zone", REQUIRED_ARG, ")"),
 )
 
+_LONGOPT_OBJS = tuple(LongOpt(*o) for o in LONGOPTS)
+
 # Generic option columns, in the order the matrix is checked (names used in messages).
 OPT_NAMES = (
     "src", "dst", "reply-src", "reply-dst", "protonum", "timeout", "status", "zero",
@@ -202,43 +204,12 @@ class LabelMap:
 
 
 def inet_aton(text: str) -> bytes | None:
-    """glibc ``inet_aton``: 1-4 parts, each decimal/octal/hex; trailing blank ends it."""
-    for i, ch in enumerate(text):
-        if ch in " \t\n\r\f\v":
-            text = text[:i]
-            break
-    if not text:
+    """glibc ``inet_aton`` (Python calls it): 1-4 parts, each decimal/octal/hex; a blank
+    ends the address."""
+    try:
+        return socket.inet_aton(text)
+    except (OSError, ValueError):
         return None
-    parts = text.split(".")
-    if len(parts) > 4:
-        return None
-    values = []
-    for part in parts:
-        if not part or not part[0].isdigit():
-            return None
-        if part[:2].lower() == "0x":
-            digits, base = part[2:], 16
-            if not digits:
-                digits = "0"
-        elif part[0] == "0":
-            digits, base = part, 8
-        else:
-            digits, base = part, 10
-        try:
-            values.append(int(digits, base))
-        except ValueError:
-            return None
-    last = values[-1]
-    limits = {1: (), 2: (0xFF,), 3: (0xFF, 0xFF), 4: (0xFF, 0xFF, 0xFF)}[len(values)]
-    for v, lim in zip(values, limits, strict=False):
-        if v > lim:
-            return None
-    if last >= 1 << (8 * (5 - len(values))):
-        return None
-    n = last
-    for i, v in enumerate(values[:-1]):
-        n |= v << (24 - 8 * i)
-    return n.to_bytes(4, "big")
 
 
 def parse_address(text: str) -> tuple[int, str, int | None] | None:
@@ -407,7 +378,7 @@ def parse(argv: list[str], output: int = 0) -> Request:
     req = Request()
     req.output = output
     tmpl = req.tmpl
-    longopts = [LongOpt(*o) for o in LONGOPTS]
+    longopts = list(_LONGOPT_OBJS)
     opt = Getopt(list(argv), SHORTOPTS, longopts)
     protos_merged: list[P.ProtoHandler] = []
 

@@ -24,6 +24,9 @@ class LongOpt:
         self.val = val
 
 
+_SHORT_CACHE: dict[str, dict[str, int]] = {}
+
+
 class Getopt:
     """Scanner state over a mutable argv list (``argv[0]`` is the program name).
 
@@ -35,7 +38,12 @@ class Getopt:
     def __init__(self, argv: list[str], shortopts: str, longopts: list[LongOpt]) -> None:
         self.argv = argv
         self.longopts = longopts          # callers may append to it between calls
-        self._short = self._parse_short(shortopts)
+        short = _SHORT_CACHE.get(shortopts)
+        if short is None:
+            short = _SHORT_CACHE[shortopts] = self._parse_short(shortopts)
+        self._short = short
+        self._exact: dict[str, LongOpt] = {}
+        self._exact_len = -1
         self.optind = 1
         self._nextchar = ""
         self._first_nonopt = 1
@@ -108,9 +116,14 @@ class Getopt:
     def _long(self, body: str) -> tuple[str, str | None]:
         name, eq, value = body.partition("=")
         self.optind += 1
-        found: LongOpt | None = None
+        if self._exact_len != len(self.longopts):   # the table grows with -p
+            self._exact = {}
+            for opt in self.longopts:
+                self._exact.setdefault(opt.name, opt)
+            self._exact_len = len(self.longopts)
+        found: LongOpt | None = self._exact.get(name)
         ambiguous = False
-        for opt in self.longopts:
+        for opt in () if found is not None else self.longopts:
             if opt.name == name:
                 found, ambiguous = opt, False
                 break

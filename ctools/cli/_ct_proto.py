@@ -71,6 +71,8 @@ def ul(text: str, bits: int) -> int:
     return c_strtoul(text)[0] & ((1 << bits) - 1)
 
 
+_LONGOPT_CACHE: dict[tuple, list[LongOpt]] = {}
+
 # Matrix cells
 NONE, OPT, MUST, PAIR = ".", "o", "R", "T"
 
@@ -89,9 +91,14 @@ class ProtoHandler:
     pairs: tuple | None = None
     help_lines: tuple[str, ...] = ("  no options (this protocol has none)",)
 
-    def long_options(self, offset: int) -> list[LongOpt]:
-        return [LongOpt(name, REQUIRED_ARG, f"proto:{self.name}:{idx}")
-                for name, idx in self.options]
+    def long_options(self, offset: int = 0) -> list[LongOpt]:
+        """The options this protocol adds to the long-option table (cached per protocol)."""
+        key = (self.name, self.options)
+        opts = _LONGOPT_CACHE.get(key)
+        if opts is None:
+            opts = _LONGOPT_CACHE[key] = [LongOpt(name, REQUIRED_ARG, f"proto:{self.name}:{idx}")
+                                          for name, idx in self.options]
+        return opts
 
     def parse(self, idx: int, arg: str, tmpl: Template) -> None:  # pragma: no cover
         raise ParamError("parse error")

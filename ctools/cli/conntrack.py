@@ -172,11 +172,13 @@ def _userspace_dict(suffix: str) -> dict:
 class Runner:
     """Executes one parsed request against the kernel."""
 
-    def __init__(self, req: Request, batch: bool = False, out: Output | None = None) -> None:
+    def __init__(self, req: Request, batch: bool = False, out: Output | None = None,
+                 sock=None) -> None:
         self.req = req
         self.batch = batch            # -R: no summaries, zero counts are fine
         self.out = out or Output()
-        self._sock = None
+        self._sock = sock
+        self._own_sock = sock is None
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -191,9 +193,9 @@ class Runner:
         return self._sock
 
     def close(self) -> None:
-        if self._sock is not None:
+        if self._sock is not None and self._own_sock:
             self._sock.close()
-            self._sock = None
+        self._sock = None
 
     def request(self, msg_type: int, flags: int, family: int, attrs: bytes = b"",
                 command: str | None = None) -> list:
@@ -835,6 +837,13 @@ MAX_WORD = 1024
 
 def split_line(line: str) -> list[str]:
     """Split one -R line into words (blanks separate; "..." groups, \\ escapes inside)."""
+    if '"' not in line:   # the common case
+        words = [w for w in line.replace("\t", " ").replace("\n", " ").split(" ") if w]
+        if len(words) > MAX_WORDS:
+            raise ParamError("too many arguments")
+        if any(len(w) >= MAX_WORD for w in words):
+            raise ParamError("Parameter too long!")
+        return words
     words: list[str] = []
     cur: list[str] = []
     in_word = quoted = False
@@ -892,7 +901,10 @@ def load_file(path: str) -> int:
     text = data.decode("utf-8", errors="surrogateescape")
     requests: list[Request] = []
     output = 0
-    for raw in text.splitlines(keepends=True):
+    lines = [ln + "\n" for ln in text.split("\n")]
+    if lines and lines[-1] == "\n":
+        lines.pop()            # the newline at the end of the file
+    for raw in lines:
         # 1.4.7 reads in 10239-byte pieces: a longer line becomes several
         for start in range(0, max(len(raw), 1), 10239):
             line = raw[start:start + 10239].lstrip(" \t")
@@ -908,14 +920,48 @@ def load_file(path: str) -> int:
                 f"Cannot use command `{_BATCH_NAME.get(req.command, 'unknown')}' "
                 "with --load-file")
     out = Output()
-    for req in requests:
-        runner = Runner(req, batch=True, out=out)
-        try:
-            runner.run()
-        finally:
-            out.flush()
-            runner.close()
+    shared = Runner(requests[0], batch=True, out=out) if requests else None
+    try:
+        i = 0
+        while i < len(requests):
+            req = requests[i]
+            if req.command in (P.CT_CREATE, P.CT_ADD):
+                # runs of creations go to the kernel in batches (one ack each)
+                j = i
+                while j < len(requests) and requests[j].command in (P.CT_CREATE, P.CT_ADD):
+                    j += 1
+                _create_batch(requests[i:j], shared)
+                i = j
+                continue
+            runner = Runner(req, batch=True, out=out, sock=shared.sock)
+            try:
+                runner.run()
+            finally:
+                out.flush()
+            i += 1
+    finally:
+        out.flush()
+        if shared is not None:
+            shared.close()
     return 0
+
+
+def _create_batch(requests: list[Request], shared: Runner) -> None:
+    """-I/-A lines of a batch file: sent in chunks, results checked in order.
+
+    The first refusal stops the batch with its message, like the C tool; unlike it, the
+    lines after it in the same chunk (at most 256) were already sent (docs/compat-cli.md).
+    """
+    codec, C, _E, _S = _netlink()
+    msgs = []
+    for req in requests:
+        e = Runner(req, batch=True, sock=shared.sock)._new_entry()
+        msgs.append((C.CT_NEW, C.NLM_F_CREATE | C.NLM_F_EXCL, e.orig.family,
+                     codec.encode_entry(e)))
+    results = shared.sock.batch(msgs)
+    for req, err in zip(requests, results, strict=True):
+        if err and not (err == errno.EEXIST and req.command == P.CT_ADD):
+            raise op_failed(err, req.command)
 
 
 # ------------------------------------------------------------------------------------------
