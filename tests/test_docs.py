@@ -630,3 +630,21 @@ def test_compat_links_every_part() -> None:
     text = (DOCS / "compat.md").read_text()
     for part in sorted(DOCS.glob("compat-*.md")):
         assert f"]({part.name})" in text, f"docs/compat.md does not link {part.name}"
+
+
+@pytest.mark.slow
+def test_wheel_installs_man_pages_and_completion(tmp_path: Path) -> None:
+    """A real wheel of the tree carries the man pages and completions under share/."""
+    import zipfile
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                           str(tmp_path), str(ROOT)], capture_output=True, text=True,
+                          timeout=300)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot build a wheel here (no build backend?): {proc.stderr[-300:]}")
+    wheel = next(tmp_path.glob("ctools-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for want in ("share/man/man8/conntrack.8", "share/man/man8/conntrackd.8",
+                 "share/bash-completion/completions/conntrack",
+                 "share/bash-completion/completions/conntrackd"):
+        assert any(n.endswith(f".data/data/{want}") for n in names), want
