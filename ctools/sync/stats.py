@@ -18,17 +18,76 @@ class SyncStats:
     "Packets lost"/"Packets before" (lost keeps the C over-count of 2 per gap, spec §3.3).
     """
 
-    __slots__ = (C_RECV_COUNTERS + OUR_REJECT_COUNTERS + (
-        "rejected", "send_malformed", "seq_lost", "seq_before",
-        "bytes_sent", "bytes_recv", "pkts_sent", "pkts_recv",
-        "msgs_sent", "msgs_recv", "retransmitted", "rs_dropped",
-        "hello_sent", "hello_back_received", "peer_restarts", "rebases",
-        "holes_filled", "applied", "resync_requests", "superseded",
-    ))
+    __slots__ = (
+        "malformed",
+        "bad_version",
+        "bad_header",
+        "bad_payload",
+        "bad_type",
+        "truncated",
+        "bad_size",
+        "wrong_peer",
+        "auth_failed",
+        "replayed",
+        "stale_content",
+        "seq_implausible",
+        "stale_epoch",
+        "rejected",
+        "send_malformed",
+        "seq_lost",
+        "seq_before",
+        "bytes_sent",
+        "bytes_recv",
+        "pkts_sent",
+        "pkts_recv",
+        "msgs_sent",
+        "msgs_recv",
+        "retransmitted",
+        "rs_dropped",
+        "hello_sent",
+        "hello_back_received",
+        "peer_restarts",
+        "rebases",
+        "holes_filled",
+        "applied",
+        "resync_requests",
+        "superseded",
+    )
 
     def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+        self.malformed = 0
+        self.bad_version = 0
+        self.bad_header = 0
+        self.bad_payload = 0
+        self.bad_type = 0
+        self.truncated = 0
+        self.bad_size = 0
+        self.wrong_peer = 0
+        self.auth_failed = 0
+        self.replayed = 0
+        self.stale_content = 0
+        self.seq_implausible = 0
+        self.stale_epoch = 0
+        self.rejected = 0
+        self.send_malformed = 0
+        self.seq_lost = 0
+        self.seq_before = 0
+        self.bytes_sent = 0
+        self.bytes_recv = 0
+        self.pkts_sent = 0
+        self.pkts_recv = 0
+        self.msgs_sent = 0
+        self.msgs_recv = 0
+        self.retransmitted = 0
+        self.rs_dropped = 0
+        self.hello_sent = 0
+        self.hello_back_received = 0
+        self.peer_restarts = 0
+        self.rebases = 0
+        self.holes_filled = 0
+        self.applied = 0
+        self.resync_requests = 0
+        self.superseded = 0
 
     def count_malformed(self, kind: str) -> None:
         """Count one C-style malformed message of ``kind`` (one of C_RECV_COUNTERS[1:])."""
