@@ -739,6 +739,12 @@ def _netlink_owner(portid: int) -> str | None:
     return None
 
 
+ENOBUFS_WARNING = (
+    "WARNING: We have hit ENOBUFS! We are losing events.\n"
+    "This message means that the current netlink socket buffer size is too small.\n"
+    "Please, check --buffer-size in conntrack(8) manpage.\n")
+
+
 class _Stop(Exception):
     pass
 
@@ -776,19 +782,43 @@ class EventLoop:
         def stop(_sig, _frm):
             raise _Stop()
         old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        plain = not (self.expect or flags & (O_XML | O_SAVE | O_JSON | O_TMS)
+                     or keep is not None or req.family)
+
+        def suffix_of(pid: int) -> str:
+            if pid not in owners:
+                owners[pid] = _netlink_owner(pid)
+            name = owners[pid]
+            return f" [USERSPACE] portid={pid}" + (f" progname={name}" if name else "")
+
+        def fallback(kind: str, pid: int, payload) -> str:
+            return printer.entry(codec.decode_entry(payload), kind, "-A",
+                                 suffix_of(pid) if pid else "")
         try:
+            if plain:
+                # default text: drain queued events in blocks, C formatter when built
+                from select import select
+
+                from ctools.netlink import fast
+                text_flags = printer.text_flags | (O_LABELS if printer.labelmap else 0)
+                while True:
+                    select([sock], [], [])
+                    text, n, err = fast.events_text(sock, text_flags, fallback)
+                    if text:
+                        out.write(text)
+                        out.flush()
+                    count += n
+                    if err == errno.ENOBUFS:
+                        sys.stderr.write(ENOBUFS_WARNING)
+                    elif err:
+                        raise CtError("failed to received netlink event: "
+                                      f"{os.strerror(err)}")
             while True:
                 try:
                     for ty, mflags, pid, payload in sock.recv_events():
                         when = time.time()
                         kind = event_type(ty, mflags)
-                        suffix = ""
-                        if pid:
-                            if pid not in owners:
-                                owners[pid] = _netlink_owner(pid)
-                            name = owners[pid]
-                            suffix = f" [USERSPACE] portid={pid}" + (
-                                f" progname={name}" if name else "")
+                        suffix = suffix_of(pid) if pid else ""
                         if self.expect:
                             x = codec.decode_expect(payload)
                             if flags & O_XML and count == 0:
@@ -810,10 +840,7 @@ class EventLoop:
                     if exc.errno != errno.ENOBUFS:
                         raise CtError("failed to received netlink event: "
                                       f"{os.strerror(exc.errno)}") from None
-                    sys.stderr.write(
-                        "WARNING: We have hit ENOBUFS! We are losing events.\n"
-                        "This message means that the current netlink socket buffer size is "
-                        "too small.\nPlease, check --buffer-size in conntrack(8) manpage.\n")
+                    sys.stderr.write(ENOBUFS_WARNING)
         except _Stop:
             pass
         finally:
