@@ -93,7 +93,8 @@ class Event:
     __slots__ = ()
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        names: tuple[str, ...] = self.__slots__
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
         return f"{type(self).__name__}({fields})"
 
 
@@ -226,6 +227,7 @@ class SyncMode:
             if isinstance(item, wire.ProtocolError):
                 stats.count_malformed(item.counter)
                 continue  # split_messages stops by itself after fatal framing errors
+            assert isinstance(item, tuple)  # (datagram mode never yields a pending offset)
             header, off = item
             stats.msgs_recv += 1
             msg = payload[off:off + header.length]

@@ -306,15 +306,16 @@ class FtfwSync(SyncMode):
         if h.type != wire.CTL:
             return BAD
         f = h.flags
+        frm, to = h.frm or 0, h.to or 0          # set for every extended control message
         if f & wire.F_ACK:
-            if serial_before(h.to, h.frm):
+            if serial_before(to, frm):
                 return BAD
-            self._on_ack(h.frm, h.to)
+            self._on_ack(frm, to)
             return CTL
         if f & wire.F_NACK:
-            if serial_before(h.to, h.frm):
+            if serial_before(to, frm):
                 return BAD
-            self._on_nack(h.frm, h.to, events)
+            self._on_nack(frm, to, events)
             return CTL
         if f & wire.F_RESYNC:
             self.stats.resync_requests += 1
@@ -348,7 +349,10 @@ class FtfwSync(SyncMode):
         for seq in self._rs_range(frm, to):
             it = rs.pop(seq)
             it.where = TX
-            (fifo if isinstance(it, ObjItem) else ctl).append(it)
+            if isinstance(it, ObjItem):
+                fifo.append(it)
+            else:
+                ctl.append(it)
         lost = self._lost_upto
         if lost is not None and not serial_after(frm, lost):
             # Some of what the peer misses is no longer in the resend queue.

@@ -55,7 +55,7 @@ class StreamDecoder:
         return [buf[:off]] if off else []
 
     def _feed_frames(self, buf: bytes) -> list[bytes]:
-        out = []
+        out: list[bytes] = []
         off = 0
         while len(buf) - off >= FRAME.size:
             magic, _v, total, _e, _c = FRAME.unpack_from(buf, off)
