@@ -64,6 +64,8 @@ LISTINGS = """
 -L
 -L -o extended
 -L -o extended,id
+-L -z
+-L -z -o save
 -L -o xml
 -L -o xml,extended
 -L -o save
@@ -564,6 +566,12 @@ def test_expectations_match_reference(netns_factory, ref_conntrack):
     ns = netns_factory("ctcli")
     ns.run("nft", 'table inet h { ct helper ftp-std { type "ftp" protocol tcp; }; chain out '
                   '{ type filter hook output priority 0; tcp dport 21 ct helper set "ftp-std"; }; }')
+    # listening before the master exists: the kernel gives a conntrack its event
+    # extension only if someone listens when it is created
+    watchers = [ns.spawn(ref_conntrack, "-E", "expect"), ns.spawn(*OURS, "-E", "expect"),
+                ns.spawn(ref_conntrack, "-E", "expect", "-o", "xml"),
+                ns.spawn(*OURS, "-E", "expect", "-o", "xml")]
+    time.sleep(1.0)
     master = ns.spawn(sys.executable, "-c", FTP_MASTER)
     port = master.stdout.readline().decode().strip()
     assert port.isdigit()
@@ -593,6 +601,15 @@ def test_expectations_match_reference(netns_factory, ref_conntrack):
     assert run(ns, OURS, ["-D", "expect", *expected])[0] == 1      # 1.4.7 quirk: exit 1
     for args in (["-D", "expect", *expected], ["-G", "expect", *expected], ["-L", "expect"]):
         assert run(ns, OURS, args) == run(ns, [ref_conntrack], args), args
+    time.sleep(0.5)
+    seen = []
+    for proc in watchers:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        out = re.sub(rb" progname=\S+", b"", out)
+        seen.append((proc.returncode, out, err.replace(b"(conntrack-tools)", b"(ctools)")))
+    assert b"[NEW]" in seen[0][1] and b"[DESTROY]" in seen[0][1], seen[0]
+    assert seen[0] == seen[1] and seen[2] == seen[3]
 
 
 def test_unprivileged_failures_match_reference(netns_factory, ref_conntrack):

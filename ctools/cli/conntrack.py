@@ -823,7 +823,8 @@ class EventLoop:
                             x = codec.decode_expect(payload)
                             if flags & O_XML and count == 0:
                                 out.write(fxml.EXP_HEADER)
-                            out.write(_expect_line(x, flags, kind, when, suffix))
+                            # (the C tool adds no [USERSPACE] suffix to expectations)
+                            out.write(_expect_line(x, flags, kind, when))
                         else:
                             if req.family and payload[0] != req.family:
                                 continue
