@@ -6,7 +6,7 @@ Needs root. Works in a throw-away network namespace (prefix "ctfz"): fills its c
 table with the reference `conntrack -I` (every protocol, NAT, zones, marks, IPv6, counters,
 timestamps), then records with a raw NETLINK_NETFILTER socket of our own: the table dump,
 the events of a create/update/delete, the per-CPU and global statistics, an expectation
-dump, and an error reply. Every netlink message is saved as one file named
+made by the kernel's FTP helper (dump, new and destroy events), and an error reply. Every netlink message is saved as one file named
 <what>-<n>.bin, so a seed is exactly what the kernel sent.
 """
 
@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -81,22 +82,45 @@ def conntrack(args: str) -> None:
         print(f"skipped: conntrack {args}: {proc.stderr.strip()}", file=sys.stderr)
 
 
-def capture(outdir: Path) -> int:
-    """Inside the namespace: populate, record, save. Returns the number of files written."""
-    for key in ("nf_conntrack_acct", "nf_conntrack_timestamp"):
-        Path(f"/proc/sys/net/netfilter/{key}").write_text("1")
-    # A rule using conntrack makes the table live in this namespace.
-    subprocess.run(["nft", "table inet fz { chain o { type filter hook output priority 0;"
-                    " ct state new accept; }; }"], check=True)
-    ev = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-    ev.bind((0, 0x7))  # NEW | UPDATE | DESTROY groups
-    ev.settimeout(0.2)
-    for line in ENTRIES:
-        conntrack(line)
-    conntrack("-U -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1025 --dport 80 -m 42")
-    conntrack("-D -p udplite -s 10.0.0.1 -d 10.0.0.9")
-    subprocess.run(["ping", "-c", "1", "-W", "1", "127.0.0.1"], capture_output=True)
-    saved: dict[str, list[bytes]] = {"event": []}
+HELPER_RULES = """
+table inet fzhelp {
+  ct helper ftp-standard { type "ftp" protocol tcp; }
+  chain pre { type filter hook prerouting priority 0; tcp dport 21 ct helper set "ftp-standard"; }
+  chain out { type filter hook output priority 0; tcp dport 21 ct helper set "ftp-standard"; }
+}
+"""
+
+
+def ftp_expectation() -> None:
+    """A fake FTP exchange through the kernel's FTP helper: it announces a data connection,
+    so the kernel creates an expectation (and the control flow carries the helper name)."""
+    subprocess.run(["nft", "-f", "-"], input=HELPER_RULES, text=True, check=True)
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 21))
+    srv.listen(1)
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        conn.sendall(b"220 ready\r\n")
+        conn.recv(100)
+        conn.sendall(b"227 Entering Passive Mode (127,0,0,1,200,10).\r\n")
+        time.sleep(0.5)
+        conn.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    cli = socket.create_connection(("127.0.0.1", 21))
+    cli.recv(100)
+    cli.sendall(b"PASV\r\n")
+    cli.recv(100)
+    t.join()
+    cli.close()
+    srv.close()
+
+
+def drain_events(ev: socket.socket, out: list[bytes]) -> None:
+    """Every event message queued on ``ev`` (until 0.2 s of silence)."""
     try:
         while True:
             data = ev.recv(1 << 20)
@@ -105,11 +129,30 @@ def capture(outdir: Path) -> int:
                 length = NLMSG.unpack_from(data, off)[0]
                 if length < NLMSG.size:
                     break
-                saved["event"].append(data[off:off + length])
+                out.append(data[off:off + length])
                 off += (length + 3) & ~3
     except TimeoutError:
         pass
-    ev.close()
+
+
+def capture(outdir: Path) -> int:
+    """Inside the namespace: populate, record, save. Returns the number of files written."""
+    for key in ("nf_conntrack_acct", "nf_conntrack_timestamp"):
+        Path(f"/proc/sys/net/netfilter/{key}").write_text("1")
+    # A rule using conntrack makes the table live in this namespace.
+    subprocess.run(["nft", "table inet fz { chain o { type filter hook output priority 0;"
+                    " ct state new accept; }; }"], check=True)
+    ev = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    ev.bind((0, 0x3F))  # conntrack and expectation NEW | UPDATE | DESTROY groups
+    ev.settimeout(0.2)
+    for line in ENTRIES:
+        conntrack(line)
+    conntrack("-U -p tcp -s 10.0.0.1 -d 10.0.0.2 --sport 1025 --dport 80 -m 42")
+    conntrack("-D -p udplite -s 10.0.0.1 -d 10.0.0.9")
+    subprocess.run(["ping", "-c", "1", "-W", "1", "127.0.0.1"], capture_output=True)
+    ftp_expectation()
+    saved: dict[str, list[bytes]] = {"event": []}
+    drain_events(ev, saved["event"])
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     sock.bind((0, 0))
     saved["dump"] = request(sock, CTNL, CT_GET, NLM_F_DUMP)
@@ -118,6 +161,10 @@ def capture(outdir: Path) -> int:
     saved["stats"] = request(sock, CTNL, CT_GET_STATS, 0)
     saved["exp-dump"] = request(sock, CTNL_EXP, EXP_GET, NLM_F_DUMP, family=socket.AF_INET)
     saved["exp-stats-cpu"] = request(sock, CTNL_EXP, EXP_GET_STATS_CPU, NLM_F_DUMP)
+    # Flushing the expectations makes the kernel send their DESTROY events.
+    subprocess.run([CONNTRACK, "-F", "expect"], capture_output=True)
+    drain_events(ev, saved["event"])
+    ev.close()
     # A get for a tuple that does not exist: the kernel answers with an NLMSG_ERROR.
     saved["error"] = request(sock, CTNL, CT_GET, NLM_F_ACK, family=socket.AF_INET)
     sock.close()

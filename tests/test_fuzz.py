@@ -161,13 +161,12 @@ def _run_conntrack(*argv: bytes) -> subprocess.CompletedProcess:
                           cwd=ROOT, timeout=30)
 
 
-@pytest.mark.xfail(strict=True, reason="open: _ct_args.inet_aton uses int() (CLI engineer)")
 @pytest.mark.parametrize("address", [b"1.0x-1", b"1.0x1_0", b"1.0x+1"])
 def test_finding_cli_address_parts_like_inet_aton(address: bytes) -> None:
-    """cli_args found it: ``conntrack -L -s 1.0x-1`` died with OverflowError (the parts are
-    read with Python's int(), which also takes a sign and underscores: ``1.0x1_0`` was
-    accepted). glibc's inet_aton takes digits only; the reference says Invalid IP
-    address, exit 2, for all of these."""
+    """cli_args found it (fixed by the CLI engineer): ``conntrack -L -s 1.0x-1`` died with
+    OverflowError (the parts were read with Python's int(), which also takes a sign and
+    underscores: ``1.0x1_0`` was accepted). glibc's inet_aton takes digits only; the
+    reference says Invalid IP address, exit 2, for all of these."""
     proc = _run_conntrack(b"-L", b"-s", address)
     assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
     assert proc.returncode == 2 and b"Invalid IP address" in proc.stderr, proc.stderr
@@ -246,13 +245,11 @@ def test_finding_conntrackd_health_with_daemon_flag(argv: list[str]) -> None:
     assert done.value.status == 1
 
 
-@pytest.mark.xfail(strict=True, reason="open: cstr charset mismatch in ctools/sync/wire.py "
-                   "(sync engineer)")
 def test_finding_wire_helper_name_round_trip() -> None:
-    """receiver_wire found it: a CT message whose HELPER_NAME holds 12 non-ASCII bytes is
-    accepted, but the name is decoded as latin-1 and encoded again as UTF-8 (24 bytes), so
-    the message we would build from that entry is refused by our decoder (and by a C peer)
-    as "Malformed payload"."""
+    """receiver_wire found it (fixed by the sync engineer, a2aa446): a CT message whose
+    HELPER_NAME holds 12 non-ASCII bytes was accepted, but the name was decoded as latin-1
+    and encoded again as UTF-8 (24 bytes), so the message we would build from that entry
+    was refused by our decoder (and by a C peer) as "Malformed payload"."""
     from ctools.sync import wire
 
     data = (REGRESSIONS / "receiver_wire" / "helper-name-not-ascii").read_bytes()
