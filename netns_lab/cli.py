@@ -116,6 +116,10 @@ def config_from(args: argparse.Namespace) -> LabConfig:
     if args.prefix:
         cfg.prefix = args.prefix
     cfg.validate()
+    if getattr(args, "trigger", "cut") == "stop" and args.ha != "keepalived":
+        raise ValueError("--trigger stop needs --ha keepalived")
+    if not 1 <= args.flows <= 1000 or not 0 <= args.udp_flows <= 1000:
+        raise ValueError("--flows must be 1..1000 and --udp-flows 0..1000")
     return cfg
 
 
