@@ -16,9 +16,11 @@ UDP, and then:
 3. checks that the target is alive and answers, that its external cache holds no *phantom*
    entry (every entry is a real flow of A or was carried by a datagram that reached it with a
    valid checksum) and that its kernel table holds nothing it was not asked to commit;
-4. deletes a flow in A, waits until B drops it, replays A's old captured datagrams that
+4. sends odd requests to B's control socket (truncated, unknown codes, views of anything;
+   never a request with an effect) and checks B is still alive;
+5. deletes a flow in A, waits until B drops it, replays A's old captured datagrams that
    created it, and checks that it is not *resurrected*;
-5. checks that B *still replicates*: a new flow in A reaches B's external cache.
+6. checks that B *still replicates*: a new flow in A reaches B's external cache.
 
 Every datagram sent is logged (hex, checksum mode) to fuzz/out/live/<seed>.log so that a
 finding can be replayed. Exit status 1 on any violated check (printed as FINDING lines).
@@ -256,6 +258,48 @@ def generated(rng: random.Random) -> bytes:
     return wire.encode_message(rng.choice(["new", "upd", "del"]), e, seq)
 
 
+# Request codes with an effect (kill, flushes, commits, resyncs, bulk sends) are never sent;
+# everything else is fair game: unknown codes, truncated requests, statistics views.
+_EFFECT_CODES = {0, 1, 18, 19, 20, 22, 23, 26, 33, 34, 38, 39, 42, 43, 44, 45, 46}
+_VIEW_CODES = [16, 17, 21, 24, 25, 28, 29, 30, 31, 32, 35, 36, 37, 40, 41, 47, 48, 1001]
+
+
+def control_garbage(sock_path: Path, rng: random.Random, count: int) -> int:
+    """Send ``count`` odd requests to the daemon's control socket; returns how many went."""
+    sent = 0
+    for _ in range(count):
+        kind = rng.randrange(5)
+        if kind == 0:
+            payload = rng.randbytes(rng.randrange(4))                 # truncated request
+        elif kind == 1:
+            code = rng.choice([rng.randrange(2, 16), 27, rng.randrange(49, 1000),
+                               rng.randrange(1002, 1 << 32)])
+            payload = struct.pack("=I", code) + rng.randbytes(rng.randrange(3))
+        elif kind == 2:                                              # JSON view of anything
+            arg = rng.choice(_VIEW_CODES + [rng.randrange(1 << 32)])
+            while arg in _EFFECT_CODES:
+                arg = rng.randrange(49, 1 << 32)
+            payload = struct.pack("=I", 1000) + struct.pack("=I", arg)[:rng.randrange(5)]
+        elif kind == 3:
+            payload = struct.pack("=I", rng.choice(_VIEW_CODES))
+        else:
+            payload = rng.randbytes(rng.randrange(5, 64))
+            if struct.unpack_from("=I", payload)[0] in _EFFECT_CODES:
+                continue
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(10)
+            try:
+                c.connect(str(sock_path))
+                c.sendall(payload)
+                c.shutdown(socket.SHUT_WR)
+                while c.recv(65536):
+                    pass
+            except OSError:
+                pass
+        sent += 1
+    return sent
+
+
 def add_flow(node: Node, src: str) -> None:
     node.run(REF_CONNTRACK, "-I", "-s", src, "-d", "192.168.8.1", "-p", "tcp", "--sport",
              "1000", "--dport", "80", "--state", "ESTABLISHED", "-t", "600",
@@ -335,6 +379,11 @@ def run(seconds: float, mode: str, seed: int, peer: str, target: str, quiet: boo
             if not b.alive():
                 if not findings:
                     findings.append("target is not alive after the fuzz phase")
+                raise StopIteration
+            ctl = control_garbage(Path(tmp) / f"{b.ns}.sock", rng, 300)
+            say(f"live: {ctl} odd requests sent to the control socket")
+            if not b.alive():
+                findings.append("target died on control-socket garbage")
                 raise StopIteration
             phantom = external() - allowed
             if phantom:
