@@ -65,6 +65,7 @@ vrrp_sync_group FW {{
     notify_master "{notify} primary"
     notify_backup "{notify} backup"
     notify_fault "{notify} fault"
+    notify_stop "{notify} stop"
 }}
 {"".join(blocks)}"""
 

@@ -208,8 +208,13 @@ fault|FAULT)
     [ "{hold}" = 1 ] && {gate} close
     [ "{manage_vips}" = 1 ] && {vips} down
     {script} fault ;;
+stop|STOP)
+    # keepalived is stopping: give the addresses up (its own VIPs it removes itself)
+    rm -f {promote}
+    [ "{hold}" = 1 ] && {gate} close
+    [ "{manage_vips}" = 1 ] && {vips} down ;;
 *)
-    echo "usage: notify.sh primary|backup|fault" >&2; exit 1 ;;
+    echo "usage: notify.sh primary|backup|fault|stop" >&2; exit 1 ;;
 esac
 echo "end $EPOCHREALTIME $1" >> $LOG
 exit 0
