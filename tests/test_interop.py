@@ -169,3 +169,51 @@ def test_notrack_tcp_without_caches(link, tmp_path, sender, receiver):
         assert "internal bypass:" in pair.tx.out("-s")
     finally:
         pair.stop()
+
+
+_MAKE_EXPECT = r"""
+from ctools.daemon.kernel import RequestSocket, inverse_tuple
+from ctools.model import Entry, Expect, Tuple
+from ctools.netlink import codec, constants as C
+r = RequestSocket()
+m = Tuple(family=2, src="192.168.7.9", dst="192.168.8.1", proto=6, sport=1000, dport=21)
+assert not r.create([Entry(orig=m, reply=inverse_tuple(m), timeout=300, tcp_state=3,
+                           status=14, helper="ftp")])
+x = Expect(master=m, tuple=Tuple(family=2, src="192.168.7.9", dst="192.168.8.1", proto=6,
+                                 sport=0, dport=2021),
+           mask=Tuple(family=2, src="255.255.255.255", dst="255.255.255.255", proto=6,
+                      sport=0, dport=65535), timeout=300, helper="ftp")
+assert not r.create_expect([x])
+"""
+_FTP_HELPER = ('table inet ctdftp { ct helper ftp-std { type "ftp" protocol tcp; }; '
+               'chain p { type filter hook prerouting priority 0; ct state new accept; }; }')
+
+
+@pytest.mark.parametrize("sender,receiver", [("ours", "ref"), ("ref", "ours"),
+                                             ("ours", "ours")],
+                         ids=["ours-to-ref", "ref-to-ours", "ours-to-ours"])
+def test_expectation_sync(link, tmp_path, sender, receiver):
+    import sys
+
+    a, b = link
+    for ns in link:
+        ns.run("nft", _FTP_HELPER, check=False)
+    pair = Pair(link, tmp_path, sender, receiver, "FTFW", "UDP")
+    for r in (pair.tx, pair.rx):
+        r.conf.write_text(r.conf.read_text().replace(
+            "Sync {", "Sync {\n Options { ExpectationSync { ftp } }"))
+    pair.start()
+    try:
+        a.run(sys.executable, "-c", _MAKE_EXPECT)
+        assert wait_for(lambda: "dport=2021" in pair.rx.out("-e", "expect"), 8, 0.2), \
+            pair.rx.out("-e", "expect")
+        assert "dport=2021" in pair.tx.out("-i", "expect")
+        assert "dport=21 " in pair.external()
+        pair.rx.ask("-c")
+        assert wait_for(lambda: "dport=2021" in b.run("conntrack", "-L", "expect",
+                                                    check=False).stdout.decode(), 5, 0.2)
+    finally:
+        pair.stop()
+        for ns in link:
+            ns.run("conntrack", "-F", "expect", check=False)
+            ns.run("nft", "delete", "table", "inet", "ctdftp", check=False)

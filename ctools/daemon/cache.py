@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 
 from ctools.daemon.stats import CacheCounters
-from ctools.model import IPS_DST_NAT, IPS_SRC_NAT, Entry, Tuple
+from ctools.model import IPS_DST_NAT, IPS_SRC_NAT, Entry, Expect, Tuple
 
 # attributes a cache never keeps: they change on every packet and are not replicated
 _VOLATILE = ("orig_packets", "orig_bytes", "reply_packets", "reply_bytes", "use", "id")
@@ -171,6 +171,42 @@ class FlowCache:
         n = len(self.objects)
         self.objects.clear()
         self.counters.destroyed += n
+
+
+class ExpectCache(FlowCache):
+    """Expectations (internal or external), keyed by the expected tuple; an update replaces
+    the stored expectation's contents."""
+
+    def __init__(self, name: str, limit: int = 262144) -> None:
+        super().__init__(name, limit)
+
+    def add(self, x: Expect, now: float) -> CacheObject | None:
+        old = self.objects.pop(x.tuple, None)
+        if old is not None:
+            self.counters.destroyed += 1
+        return self._insert(x.tuple, x, now)
+
+    def update(self, x: Expect, now: float) -> CacheObject | None:
+        obj = self.objects.get(x.tuple)
+        if obj is None:
+            return self._insert(x.tuple, x, now)
+        obj.entry = x
+        obj.last = now
+        self.counters.updated += 1
+        return obj
+
+    def delete(self, x_or_key) -> CacheObject | None:
+        key = x_or_key.tuple if isinstance(x_or_key, Expect) else x_or_key
+        obj = self.objects.pop(key, None)
+        if obj is None:
+            self.counters.destroy_failed += 1
+            self.counters.del_not_found += 1
+            return None
+        self.counters.destroyed += 1
+        return obj
+
+    def _compact(self, entry):
+        return entry
 
 
 class InternalCache(FlowCache):

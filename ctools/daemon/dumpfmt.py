@@ -47,7 +47,7 @@ def dump_cache(cache, now: float, xml: bool, expiry: bool) -> str:
     rebuild = not cache.keep_reply
     for o in cache:
         e = o.entry
-        saved = e.reply
+        saved = e.reply if rebuild else None
         if rebuild:
             e.reply = full_reply(e)
         try:
@@ -57,5 +57,6 @@ def dump_cache(cache, now: float, xml: bool, expiry: bool) -> str:
                 exp = int(cache.lifetime - (now - o.last)) if expiry else None
                 out.append(cache_line(e, int(now - o.since), exp))
         finally:
-            e.reply = saved
+            if rebuild:
+                e.reply = saved
     return "".join(out)

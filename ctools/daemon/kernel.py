@@ -54,9 +54,14 @@ class EventSocket:
     ENOBUFS.
     """
 
-    def __init__(self, rcvbuf: int = 0, reliable: bool = False) -> None:
-        groups = _group_mask(C.NFNLGRP_CONNTRACK_NEW, C.NFNLGRP_CONNTRACK_UPDATE,
-                             C.NFNLGRP_CONNTRACK_DESTROY)
+    def __init__(self, rcvbuf: int = 0, reliable: bool = False,
+                 expectations: bool = False) -> None:
+        wanted = [C.NFNLGRP_CONNTRACK_NEW, C.NFNLGRP_CONNTRACK_UPDATE,
+                  C.NFNLGRP_CONNTRACK_DESTROY]
+        if expectations:
+            wanted += [C.NFNLGRP_CONNTRACK_EXP_NEW, C.NFNLGRP_CONNTRACK_EXP_UPDATE,
+                       C.NFNLGRP_CONNTRACK_EXP_DESTROY]
+        groups = _group_mask(*wanted)
         self.sock = _open(groups, rcvbuf)
         self.sock.setblocking(False)
         if reliable:
@@ -127,6 +132,14 @@ class EventSocket:
                         kind = NEW if flags & (C.NLM_F_CREATE | C.NLM_F_EXCL) else UPDATE
                     elif ty == C.CT_DELETE:
                         kind = DESTROY
+                    elif ty == C.EXP_NEW or ty == C.EXP_DELETE:
+                        kind = DESTROY if ty == C.EXP_DELETE else (
+                            NEW if flags & (C.NLM_F_CREATE | C.NLM_F_EXCL) else UPDATE)
+                        try:
+                            out.append((kind, codec.decode_expect(payload), pid))
+                        except CodecError:
+                            self.unknown += 1
+                        continue
                     else:
                         self.unknown += 1
                         continue
@@ -161,12 +174,13 @@ class RequestSocket:
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         return self.seq
 
-    def dump(self, family: int = socket.AF_UNSPEC) -> list[Entry]:
-        """All conntrack entries of the kernel table."""
+    def dump(self, family: int = socket.AF_UNSPEC, expectations: bool = False) -> list:
+        """All conntrack entries (or expectations) of the kernel table."""
         seq = self._next_seq()
-        self.sock.send(codec.build_message(C.CT_GET, C.NLM_F_REQUEST | C.NLM_F_DUMP, seq,
-                                           family))
-        out: list[Entry] = []
+        self.sock.send(codec.build_message(C.EXP_GET if expectations else C.CT_GET,
+                                           C.NLM_F_REQUEST | C.NLM_F_DUMP, seq, family))
+        decode = codec.decode_expect if expectations else codec.decode_entry
+        out: list = []
         while True:
             n = self.sock.recv_into(self.buf)
             for ty, _flags, _seq, _pid, payload in codec.iter_messages(memoryview(self.buf)[:n]):
@@ -178,9 +192,21 @@ class RequestSocket:
                         raise KernelError(err, os.strerror(err))
                     continue
                 try:
-                    out.append(codec.decode_entry(payload))
+                    out.append(decode(payload))
                 except CodecError:
                     pass
+
+    def create_expect(self, items: list) -> dict[int, int]:
+        """Create expectations; returns {index: errno} of the failures."""
+        base = self.seq
+        flags = C.NLM_F_REQUEST | C.NLM_F_CREATE | C.NLM_F_EXCL
+        msgs = ((i, codec.build_message(C.EXP_NEW, flags, (base + 1 + i) & 0xFFFFFFFF,
+                                        (x.tuple.family if x.tuple is not None else 2),
+                                        codec.encode_expect(x)))
+                for i, x in enumerate(items))
+        errs = self._batch(msgs)
+        self.seq = (base + len(items)) & 0xFFFFFFFF
+        return {(s - base - 1) & 0xFFFFFFFF: e for s, e in errs.items()}
 
     def _batch(self, messages: Iterable[tuple[int, bytes]]) -> dict[int, int]:
         """Send (seq, message) pairs without ACKs; return {seq: errno} of the failures."""

@@ -15,11 +15,17 @@ from ctools import sync as ctsync
 from ctools.config import model as cfgm
 from ctools.daemon import views
 from ctools.daemon.base import Daemon
-from ctools.daemon.cache import ExternalCache, InternalCache, merge_into, strip_volatile
+from ctools.daemon.cache import (
+    ExpectCache,
+    ExternalCache,
+    InternalCache,
+    merge_into,
+    strip_volatile,
+)
 from ctools.daemon.channel import MultiChannel, TcpChannel, make_channel
 from ctools.daemon.commitfast import encode_for_create
 from ctools.daemon.control import Req
-from ctools.daemon.dumpfmt import cache_line, cache_xml, dump_cache, entry_text
+from ctools.daemon.dumpfmt import dump_cache, entry_text
 from ctools.daemon.kernel import (
     DESTROY,
     NEW,
@@ -51,8 +57,9 @@ class SyncDaemon(Daemon):
         self.internal = None if s.disable_internal_cache else InternalCache(limit)
         lifetime = s.cache_timeout if s.mode == "alarm" else None
         self.external = None if s.disable_external_cache else ExternalCache(limit, lifetime)
-        self.exp_internal: dict = {}
-        self.exp_external: dict = {}
+        self.exp_internal = ExpectCache("internal", limit)
+        self.exp_external = ExpectCache("external", limit)
+        self.exp_helpers = [h.lower() for h in s.expectation_helpers]
         self.bypass = BypassCounters()
         self.inject = InjectCounters()
         self.channels: MultiChannel | None = None
@@ -93,7 +100,8 @@ class SyncDaemon(Daemon):
         # sockets are opened now so bind errors reach the terminal; the loop comes later
         self.channels.open()
         if g.poll_secs is None:
-            self.events = EventSocket(reliable=g.netlink_events_reliable)
+            self.events = EventSocket(reliable=g.netlink_events_reliable,
+                                      expectations=s.expectation_sync)
             if g.filter is not None:
                 self.log.notice("using kernel-space event filtering"
                                 if g.filter.from_kernelspace else
@@ -109,6 +117,10 @@ class SyncDaemon(Daemon):
             for e in self.request_sock.dump():
                 if self.filter.accepts(e):
                     self.internal.add(strip_volatile(e), now)
+            if s.expectation_sync:
+                for x in self.request_sock.dump(expectations=True):
+                    if self.exp_accepts(x):
+                        self.exp_internal.add(_strip_exp(x), now)
         self.core = ctsync.make_sync(self._params(), time.monotonic())
 
     def _size_event_buffer(self) -> None:
@@ -242,6 +254,10 @@ class SyncDaemon(Daemon):
             rt.events_received += 1
             if pid == injected:
                 continue            # our direct injections are not ours to replicate
+            if isinstance(e, Expect):
+                if pid != own:
+                    self._local_expect(kind, e, now)
+                continue
             if not accepts(e):
                 rt.events_filtered += 1
                 continue
@@ -292,6 +308,35 @@ class SyncDaemon(Daemon):
             internal.delete(e)
             merge_into(obj.entry, e)
             self.core.local_update("del", obj.entry, now)
+
+    def exp_accepts(self, x: Expect) -> bool:
+        """ExpectationSync: helper name matches a configured prefix, master is known."""
+        if not self.sconf.expectation_sync:
+            return False
+        if self.exp_helpers:
+            name = (x.helper or "").lower()
+            if not name or not any(name.startswith(h) for h in self.exp_helpers):
+                return False
+        if self.internal is not None and x.master is not None:
+            return self.internal.get(x.master) is not None
+        return True
+
+    def _local_expect(self, kind: str, x: Expect, now: float) -> None:
+        cache = self.exp_internal
+        _strip_exp(x)
+        if kind == DESTROY:
+            obj = cache.get(x.tuple)
+            if obj is None:
+                return
+            cache.delete(x)
+            self.core.local_update("del", obj.entry, now)
+            return
+        if not self.exp_accepts(x):
+            self.runtime.events_filtered += 1
+            return
+        obj = cache.add(x, now) if kind == NEW else cache.update(x, now)
+        if obj is not None:
+            self.core.local_update("new" if kind == NEW else "upd", obj.entry, now)
 
     def _overrun(self) -> None:
         g = self.cfg.general
@@ -396,16 +441,19 @@ class SyncDaemon(Daemon):
                         if self.filter.accepts(e)]
             except OSError:
                 objs = []
-        objs += list(self.exp_internal.values())
+        objs += [o.entry for o in self.exp_internal]
         self.core.bulk_send(objs, now)
 
     def _apply(self, kind: str, obj, now: float) -> None:
         if isinstance(obj, Expect):
-            key = _exp_key(obj)
-            if kind == "del":
-                self.exp_external.pop(key, None)
-            else:
-                self.exp_external[key] = (obj, now)
+            if obj.tuple is None:
+                return
+            if kind == "new":
+                self.exp_external.add(obj, now)
+            elif kind == "upd":
+                self.exp_external.update(obj, now)
+            elif self.exp_external.get(obj.tuple) is not None:
+                self.exp_external.delete(obj)
             return
         ext = self.external
         if ext is None:
@@ -469,10 +517,10 @@ class SyncDaemon(Daemon):
     # ------------------------------------------------------------------ requests
     def handle_mode(self, code: int):
         now = self.loop.time()
-        if code in (Req.STATS, Req.EXP_STATS):
-            if code == Req.EXP_STATS and not self.sconf.expectation_sync:
-                return None
+        if code == Req.STATS:
             return self.view_stats()
+        if code == Req.EXP_STATS:
+            return self.view_exp_stats() if self.sconf.expectation_sync else None
         if code == Req.STATS_NETWORK:
             return self.view_network()
         if code == Req.STATS_CACHE:
@@ -502,8 +550,8 @@ class SyncDaemon(Daemon):
             for cache in (self.internal, self.external):
                 if cache is not None:
                     cache.flush()
-            self.exp_internal.clear()
-            self.exp_external.clear()
+            self.exp_internal.flush()
+            self.exp_external.flush()
             return None
         if code == Req.CT_FLUSH_INT_CACHE:
             self.log.notice("flushing internal cache")
@@ -576,10 +624,34 @@ class SyncDaemon(Daemon):
             self.internal.flush()
 
     # ------------------------------------------------------------------ commit
+    def _commit_expectations(self) -> None:
+        items = []
+        saved = []
+        for o in self.exp_external:
+            x = o.entry
+            saved.append((x, x.timeout, x.id))
+            if self.sconf.commit_timeout:
+                x.timeout = self.sconf.commit_timeout
+            elif x.timeout is None:
+                x.timeout = 60
+            x.id = None
+            items.append(x)
+        try:
+            errs = self.commit_sock.create_expect(items)
+        finally:
+            for x, timeout, ident in saved:
+                x.timeout, x.id = timeout, ident
+        self.log.notice(f"Committed {len(items) - len(errs)} new expectations")
+        if errs:
+            self.log.notice(f"{len(errs)} expectations can't be committed")
+
     async def _commit(self, code: int) -> None:
         if code == Req.EXP_COMMIT:
             self.log.notice("committing expectation cache")
-            self.log.notice("Committed 0 new expectations")
+            started = time.monotonic()
+            self._cancel_purge()
+            self._commit_expectations()
+            self._log_took(time.monotonic() - started)
             return
         self.log.notice("committing all external caches" if code == Req.ALL_COMMIT
                         else "committing conntrack cache")
@@ -626,6 +698,13 @@ class SyncDaemon(Daemon):
         self.log.notice(f"Committed {ok} new entries")
         if failed:
             self.log.notice(f"{failed} entries can't be committed")
+        if code == Req.ALL_COMMIT and self.sconf.expectation_sync:
+            # masters are in the kernel now: their expectations can follow
+            self._commit_expectations()
+            took = time.monotonic() - started
+        self._log_took(took)
+
+    def _log_took(self, took: float) -> None:
         secs = int(took)
         self.log.notice(f"commit has taken {secs}.{int((took - secs) * 1e6):06d} seconds")
 
@@ -749,12 +828,19 @@ class SyncDaemon(Daemon):
         now = self.loop.time()
         return dump_cache(cache, now, xml, expiry)
 
-    def _dump_exp(self, table: dict, now: float, xml: bool) -> str:
+    def _dump_exp(self, cache: ExpectCache, now: float, xml: bool) -> str:
         if not self.sconf.expectation_sync:
             return ""
-        if xml:
-            return "".join(cache_xml(x) for x, _t in table.values())
-        return "".join(cache_line(x, int(now - t)) for x, t in table.values())
+        return dump_cache(cache, now, xml, False)
+
+    def view_exp_stats(self) -> str:
+        st = self.core.stats
+        return (views.cache_block("internal", len(self.exp_internal),
+                                  self.exp_internal.counters)
+                + views.cache_block("external", len(self.exp_external),
+                                    self.exp_external.counters)
+                + views.traffic_block(0, 0) + self._active_link()
+                + views.message_tracking(st.malformed, st.seq_lost))
 
     # ------------------------------------------------------------------ health
     def peer_silence(self) -> float | None:
@@ -780,9 +866,10 @@ def _copy_entry(e: Entry) -> Entry:
     return out
 
 
-def _exp_key(x: Expect) -> tuple:
-    t = x.tuple
-    return t.key() if t is not None else ()
+def _strip_exp(x: Expect) -> Expect:
+    """Expectations keep no kernel id in the caches (it is the sender's, not ours)."""
+    x.id = None
+    return x
 
 
 _SAVED = ("timeout", "status", "reply", "tcp_flags_orig", "tcp_flags_reply", "id", "use")
