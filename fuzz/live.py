@@ -1,11 +1,13 @@
 """Live fuzzer: mutated sync datagrams into a running conntrackd, then check it still works.
 
     .venv/bin/python fuzz/live.py [--seconds 30] [--mode ftfw|alarm|notrack] [--seed N]
+                                  [--transport udp|tcp]
                                   [--peer ours|ref] [--target ours|ref]
 
 Needs root. Builds two throw-away namespaces ("ctfz-*") joined by a veth, runs a peer daemon
 in A and the target daemon in B (ours by default), replicating FT-FW (or ALARM/NOTRACK) over
-UDP, and then:
+UDP (or TCP: then the garbage goes as byte streams over connections from A's address, a new
+connection every few chunks), and then:
 
 1. creates flows in A and waits for them in B's external cache, while capturing the real
    datagrams A sends (they become the seeds, and the replay material of step 4);
@@ -83,7 +85,8 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
 class Node:
     """A namespace with one conntrackd (ours or the reference) in it."""
 
-    def __init__(self, side: int, impl: str, mode: str, workdir: Path) -> None:
+    def __init__(self, side: int, impl: str, mode: str, workdir: Path,
+                 transport: str = "UDP") -> None:
         self.ns = f"ctfz-{uuid.uuid4().hex[:8]}"
         self.side = side
         self.impl = impl
@@ -102,7 +105,8 @@ class Node:
             f" UNIX {{ Path {workdir}/{self.ns}.sock }}\n Syslog off\n"
             " Filter From Userspace { Address Ignore { IPv4_address 10.78.0.0/24 } }\n}\n"
             f"Sync {{\n Mode {mode} {{\n {timers} }}\n"
-            f" UDP {{\n IPv4_address {ADDR[side]}\n IPv4_Destination_Address {ADDR[1 - side]}\n"
+            f" {transport} {{\n IPv4_address {ADDR[side]}\n"
+            f" IPv4_Destination_Address {ADDR[1 - side]}\n"
             f" Port {PORT}\n Interface {DEV[side]}\n }}\n}}\n")
 
     def cmd(self, *argv: str) -> list[str]:
@@ -214,8 +218,54 @@ class Sender:
         self.counts[mode] += 1
 
 
+class TcpSender:
+    """Byte streams to B's TCP channel from A's address; a new connection every few chunks.
+
+    ``streams`` keeps what each connection carried: messages may span chunks, so the phantom
+    check decodes whole streams."""
+
+    def __init__(self, ns: str, rng: random.Random) -> None:
+        self.ns = ns
+        self.rng = rng
+        self.sock: socket.socket | None = None
+        self.left = 0
+        self.stream = b""
+        self.streams: list[bytes] = []
+        self.counts = {"tcp": 0, "connections": 0}
+
+    def _reconnect(self) -> None:
+        self.close()
+        with in_netns(self.ns):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.settimeout(2)
+        self.sock.bind((ADDR[0], 0))
+        self.sock.connect((ADDR[1], PORT))
+        self.left = self.rng.randint(1, 40)
+        self.counts["connections"] += 1
+
+    def send(self, payload: bytes, _mode: str = "good") -> None:
+        try:
+            if self.sock is None or self.left <= 0:
+                self._reconnect()
+            self.sock.sendall(payload)
+            self.stream += payload
+            self.left -= 1
+            self.counts["tcp"] += 1
+        except OSError:
+            self.close()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.stream:
+            self.streams.append(self.stream)
+            self.stream = b""
+
+
 class Capture:
-    """Sync datagrams arriving in B from A, read from an AF_PACKET socket on B's veth."""
+    """Sync traffic arriving in B from A (UDP payloads, TCP segment payloads), read from an
+    AF_PACKET socket on B's veth."""
 
     def __init__(self, ns: str) -> None:
         with in_netns(ns):
@@ -231,13 +281,16 @@ class Capture:
             except BlockingIOError:
                 return out
             ihl = (pkt[0] & 0x0F) * 4
-            if len(pkt) < ihl + 8 or pkt[9] != 17:
+            if len(pkt) < ihl + 20 or pkt[9] not in (6, 17):
                 continue
             if socket.inet_ntoa(pkt[12:16]) != ADDR[0]:
                 continue
-            sport, dport = struct.unpack_from("!HH", pkt, ihl)
-            if dport == PORT:
-                out.append(pkt[ihl + 8:])
+            _sport, dport = struct.unpack_from("!HH", pkt, ihl)
+            if dport != PORT:
+                continue
+            start = ihl + 8 if pkt[9] == 17 else ihl + (pkt[ihl + 12] >> 4) * 4
+            if len(pkt) > start:
+                out.append(pkt[start:])
 
 
 def generated(rng: random.Random) -> bytes:
@@ -319,7 +372,8 @@ def wait(pred, timeout: float) -> bool:
     return bool(pred())
 
 
-def run(seconds: float, mode: str, seed: int, peer: str, target: str, quiet: bool = False) -> dict:
+def run(seconds: float, mode: str, seed: int, peer: str, target: str, quiet: bool = False,
+        transport: str = "udp") -> dict:
     """One live-fuzzing session; returns a summary with the list of findings."""
     rng = random.Random(seed)
     random.seed(seed)
@@ -332,8 +386,8 @@ def run(seconds: float, mode: str, seed: int, peer: str, target: str, quiet: boo
     with tempfile.TemporaryDirectory(prefix="ctfz-") as tmp:
         a = b = None
         try:
-            a = Node(0, peer, mode.upper(), Path(tmp))
-            b = Node(1, target, mode.upper(), Path(tmp))
+            a = Node(0, peer, mode.upper(), Path(tmp), transport.upper())
+            b = Node(1, target, mode.upper(), Path(tmp), transport.upper())
             sh("ip", "link", "add", DEV[0], "netns", a.ns, "type", "veth", "peer", "name",
                DEV[1], "netns", b.ns)
             for node in (a, b):
@@ -350,11 +404,12 @@ def run(seconds: float, mode: str, seed: int, peer: str, target: str, quiet: boo
                 raise RuntimeError(f"no replication before fuzzing: {external()}")
             seeds = capture.drain()
             replay = [d for d in seeds if legit_key(LEGIT[0]) in obj_keys(d)]
-            say(f"live: {len(seeds)} real datagrams captured, target {target} {mode} "
+            say(f"live: {len(seeds)} real datagrams captured, target {target} {mode}/{transport} "
                 f"in {b.ns}, seed {seed}")
             pool = seeds + fuzzlib.seeds("sync") + [generated(rng) for _ in range(32)]
             allowed = set(want)
-            sender = Sender(a.ns)
+            tcp = transport.lower() == "tcp"
+            sender = TcpSender(a.ns, rng) if tcp else Sender(a.ns)
             deadline = time.monotonic() + seconds
             sent = 0
             with open(log_path, "w") as log:
@@ -363,10 +418,10 @@ def run(seconds: float, mode: str, seed: int, peer: str, target: str, quiet: boo
                     dgram = fuzzlib.mutate(base, rng, pool) if rng.random() < 0.85 else base
                     if not dgram:
                         continue
-                    csum = rng.choices(["good", "zero", "bad"], [6, 2, 2])[0]
+                    csum = "good" if tcp else rng.choices(["good", "zero", "bad"], [6, 2, 2])[0]
                     log.write(f"{csum} {dgram.hex()}\n")
                     sender.send(dgram, csum)
-                    if csum != "bad":
+                    if csum != "bad" and not tcp:
                         allowed |= obj_keys(dgram)
                     sent += 1
                     if sent % 500 == 0:
@@ -374,6 +429,10 @@ def run(seconds: float, mode: str, seed: int, peer: str, target: str, quiet: boo
                             findings.append(f"target died after {sent} datagrams")
                             break
                         time.sleep(0.01)  # let the 2 shared cores breathe
+            if tcp:
+                sender.close()
+                for stream in sender.streams:
+                    allowed |= obj_keys(stream)
             say(f"live: sent {sent} datagrams {sender.counts} in {seconds:.0f}s")
             time.sleep(1.0)
             if not b.alive():
@@ -400,6 +459,8 @@ def run(seconds: float, mode: str, seed: int, peer: str, target: str, quiet: boo
             if gone and replay:
                 for dgram in replay:
                     sender.send(dgram, "good")
+                if tcp:
+                    sender.close()
                 time.sleep(1.5)
                 if legit_key(LEGIT[0]) in external():
                     findings.append(f"replayed old datagrams resurrected {LEGIT[0]}")
@@ -433,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="fuzz/live.py", description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", "-t", type=float, default=30)
     ap.add_argument("--mode", choices=["ftfw", "alarm", "notrack"], default="ftfw")
+    ap.add_argument("--transport", choices=["udp", "tcp"], default="udp")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--peer", choices=["ours", "ref"], default="ours")
     ap.add_argument("--target", choices=["ours", "ref"], default="ours")
@@ -442,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seed = opts.seed if opts.seed is not None else int(time.time())
     try:
-        res = run(opts.seconds, opts.mode, seed, opts.peer, opts.target)
+        res = run(opts.seconds, opts.mode, seed, opts.peer, opts.target,
+                  transport=opts.transport)
     except RuntimeError as exc:
         print(f"live.py: set-up failed: {exc}", file=sys.stderr)
         return 2

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-l", "--list", action="store_true", help="list the harnesses and exit")
     ap.add_argument("--live", choices=["auto", "yes", "no"], default="auto",
                     help="also run the live fuzzer (fuzz/live.py) against a running daemon, "
-                         "each sync mode for the same time; auto = when root and no "
+                         "each sync mode over UDP and FT-FW over TCP, for the same time each; auto = when root and no "
                          "harness was named")
     opts = ap.parse_args(argv)
     paths = select(opts.harness)
@@ -175,20 +175,23 @@ def main(argv: list[str] | None = None) -> int:
     if live_on:
         import live
 
-        for mode in ("ftfw", "alarm", "notrack"):
+        for mode, transport in (("ftfw", "udp"), ("alarm", "udp"), ("notrack", "udp"),
+                                ("ftfw", "tcp")):
             seed = int(time.time())
             started = time.monotonic()
+            name = f"live_{mode}" + ("_tcp" if transport == "tcp" else "")
             try:
-                res = live.run(opts.seconds, mode, seed, "ours", "ours", quiet=True)
+                res = live.run(opts.seconds, mode, seed, "ours", "ours", quiet=True,
+                               transport=transport)
             except RuntimeError as exc:
-                print(f"live_{mode}: set-up failed: {exc}")
+                print(f"{name}: set-up failed: {exc}")
                 continue
             found = [f"{f} (--seed {seed})" for f in res["findings"]]
-            results.append({"name": f"live_{mode}", "execs": res["sent"], "rc": 0,
+            results.append({"name": name, "execs": res["sent"], "rc": 0,
                             "found": found, "seconds": time.monotonic() - started,
                             "out": OUT_DIR / "live"})
             status = "FOUND " + "; ".join(found) if found else "ok"
-            print(f"{'live_' + mode:<24} {res['sent']:>10} dgrams "
+            print(f"{name:<24} {res['sent']:>10} dgrams "
                   f"{time.monotonic() - started:6.1f}s  {status}", flush=True)
     total = sum(max(r["execs"], 0) for r in results)
     findings = [(r["name"], f) for r in results for f in r["found"]]
