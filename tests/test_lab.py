@@ -235,7 +235,11 @@ def test_ctlab_down_removes_a_detached_lab():
 @pytest.mark.parametrize("name", ["failback", "restart", "partition"])
 def test_other_scenarios_with_ours(name):
     ours_or_fail()
-    cfg = LabConfig(replicas="ours", impairment=Impairment(loss=0.1, reorder=0.05))
+    ha = "keepalived" if name == "failback" else "driver"     # one real VRRP round trip
+    if ha == "keepalived":
+        need_keepalived()
+    cfg = LabConfig(replicas="ours", ha=ha, advert_ms=300,
+                    impairment=Impairment(loss=0.1, reorder=0.05))
     report = scenarios.SCENARIOS[name](cfg, flows=10, udp_flows=0, observe_s=3)
     assert report["ok"], report
 
