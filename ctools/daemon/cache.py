@@ -25,20 +25,9 @@ def strip_volatile(entry: Entry) -> Entry:
     return entry
 
 
-_SHARED: dict = {}
+_SHARED: dict = {}     # one object per distinct small tuple (flags, synproxy)
 _intern = sys.intern
 _NAT = IPS_SRC_NAT | IPS_DST_NAT
-
-
-def _shared(value):
-    """One object for each distinct small tuple (flags, synproxy): most flows repeat them."""
-    return _SHARED.setdefault(value, value)
-
-
-def _inverse(t: Tuple, r: Tuple) -> bool:
-    return (r.src == t.dst and r.dst == t.src and r.sport == t.dport and r.dport == t.sport
-            and r.proto == t.proto and r.family == t.family and r.zone == t.zone
-            and t.icmp_type is None and r.icmp_type is None)
 
 
 def compact(e: Entry) -> Entry:
@@ -46,25 +35,29 @@ def compact(e: Entry) -> Entry:
 
     The reply tuple is dropped when it is the plain inverse of the original one (no NAT),
     the way the sync protocol itself leaves it out; ``full_reply`` puts it back for dumps.
-    Address strings and the small tuples are shared between entries.
+    Destination addresses (servers: few, repeated) and the small tuples are shared.
     """
     o = e.orig
-    if o is not None and o.src is not None:
-        o.src = _intern(o.src)
-        o.dst = _intern(o.dst)
     r = e.reply
-    if r is not None and o is not None:
-        if not (e.status or 0) & _NAT and _inverse(o, r):
-            e.reply = None
-        elif r.src is not None:
-            r.src = _intern(r.src)
-            r.dst = _intern(r.dst)
-    if e.tcp_flags_orig is not None:
-        e.tcp_flags_orig = _shared(e.tcp_flags_orig)
-    if e.tcp_flags_reply is not None:
-        e.tcp_flags_reply = _shared(e.tcp_flags_reply)
+    if o is not None:
+        if o.dst is not None:
+            o.dst = _intern(o.dst)
+        if r is not None:
+            if (r.src == o.dst and r.dst == o.src and r.sport == o.dport
+                    and r.dport == o.sport and r.proto == o.proto and r.zone == o.zone
+                    and o.icmp_type is None and r.icmp_type is None
+                    and not (e.status or 0) & _NAT):
+                e.reply = None
+            elif r.src is not None:
+                r.src = _intern(r.src)
+    flags = e.tcp_flags_orig
+    if flags is not None:
+        e.tcp_flags_orig = _SHARED.setdefault(flags, flags)
+        flags = e.tcp_flags_reply
+        if flags is not None:
+            e.tcp_flags_reply = _SHARED.setdefault(flags, flags)
     if e.synproxy is not None:
-        e.synproxy = _shared(e.synproxy)
+        e.synproxy = _SHARED.setdefault(e.synproxy, e.synproxy)
     return e
 
 
@@ -150,8 +143,7 @@ class FlowCache:
     def _compact(self, entry: Entry) -> Entry:
         if self.keep_reply:
             o = entry.orig
-            if o is not None and o.src is not None:
-                o.src = _intern(o.src)
+            if o is not None and o.dst is not None:
                 o.dst = _intern(o.dst)
             return entry
         return compact(entry)
