@@ -180,10 +180,12 @@ def test_corruption_is_caught_by_udp_or_reaches_the_daemons_which_cope(checksum)
             assert rep.client("-s", check=False).returncode == 0
 
 
-def test_ctlab_json_report_and_exit_status():
+def test_ctlab_json_report_and_exit_status_over_ipv6():
+    """The CLI end to end, with the flows and the replication both over IPv6."""
     need_c()
     res = subprocess.run([sys.executable, "-m", "netns_lab.cli", "failover", "--flows", "4",
-                          "--udp-flows", "0", "--observe", "1.5", "--json"],
+                          "--udp-flows", "1", "--observe", "1.5", "--traffic-v6",
+                          "--sync-v6", "--json"],
                          capture_output=True, text=True, timeout=120)
     report = json.loads(res.stdout.strip().splitlines()[-1])
     for key in ("flows_started", "flows_survived", "tcp_resets", "stalls", "gap_ms",
@@ -192,6 +194,7 @@ def test_ctlab_json_report_and_exit_status():
         assert key in report
     assert res.returncode == (0 if report["ok"] else 1)
     assert report["flows_started"] == 4
+    assert report["ok"] and report["sync_converged"], report
 
 
 def test_ctrl_c_removes_the_lab():
