@@ -10,9 +10,12 @@ from ctools.cli._ct_args import NatFilter, Request
 from ctools.format.save import is_dnat, is_dpat, is_snat, is_spat
 from ctools.model import Entry, Tuple
 
+_pton = socket.inet_pton
+_from_bytes = int.from_bytes
+
 
 def _addr_int(family: int, text: str) -> int:
-    return int.from_bytes(socket.inet_pton(family, text), "big")
+    return _from_bytes(_pton(family, text), "big")
 
 
 def _nat_side(e: Entry, nat: NatFilter, src: bool) -> bool:
@@ -66,11 +69,12 @@ def network_filter(req: Request) -> Callable[[Entry], bool] | None:
         return None
 
     def check(e: Entry) -> bool:
-        if e.orig is None or e.orig.family != family:
+        orig = e.orig
+        if orig is None or orig.family != family:
             return False
         for attr, m, want in checks:
-            value = getattr(e.orig, attr)
-            if value is None or _addr_int(family, value) & m != want:
+            value = getattr(orig, attr)
+            if value is None or _from_bytes(_pton(family, value), "big") & m != want:
                 return False
         return True
     return check
@@ -154,7 +158,11 @@ def build_filter(req: Request, with_timeout: bool = True) -> Callable[[Entry], b
         return None
     if len(parts) == 1:
         return parts[0]
-    return lambda e: all(f(e) for f in parts)
+    if len(parts) == 2:
+        first, second = parts
+        return lambda e: first(e) and second(e)
+    first, second, third = parts
+    return lambda e: first(e) and second(e) and third(e)
 
 
 def update_filter(req: Request) -> Callable[[Entry], bool]:

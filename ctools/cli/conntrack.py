@@ -294,10 +294,16 @@ class Runner:
         now = int(time.time())
         flags = text_flags | (O_LABELS if labelmap is not None else 0)
 
+        c_format = fast.format_payload if fast.HAVE_SPEEDUPS else None
+
         def slow(payload) -> str | None:
             e = decode(payload)
             if keep is not None and not keep(e):
                 return None
+            if c_format is not None:   # same bytes as format_entry (tested by netlink)
+                line = c_format(payload, flags, now)
+                if line is not None:
+                    return line
             return fmt(e, text_flags, None, labelmap, now)
         try:
             return fast.dump_text(self.sock, msg, family, attrs, flags, slow, self.out.write,
@@ -818,7 +824,7 @@ class EventLoop:
                     for ty, mflags, pid, payload in sock.recv_events():
                         when = time.time()
                         kind = event_type(ty, mflags)
-                        suffix = suffix_of(pid) if pid else ""
+                        suffix = suffix_of(pid) if pid and not self.expect else ""
                         if self.expect:
                             x = codec.decode_expect(payload)
                             if flags & O_XML and count == 0:
