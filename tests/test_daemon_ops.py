@@ -138,3 +138,42 @@ def test_start_failures_are_clean(tmp_path):
     held = subprocess.run([*OURS, "-C", str(conf)], env=env(), capture_output=True, text=True,
                           timeout=20)
     assert held.returncode == 1 and "perhaps conntrackd already running?" in held.stderr
+
+
+_INJECT = r"""
+import sys
+from ctools.daemon.kernel import RequestSocket, inverse_tuple
+from ctools.model import Entry, Tuple
+n = int(sys.argv[1])
+es = []
+for j in range(n):
+    t = Tuple(family=2, src=f"172.20.{j >> 8 & 255}.{j & 255}", dst="192.168.9.1", proto=6,
+              sport=1024 + j % 60000, dport=443)
+    es.append(Entry(orig=t, reply=inverse_tuple(t), timeout=600, tcp_state=3, status=14))
+sock = RequestSocket()
+for k in range(0, n, 5000):
+    assert not sock.create(es[k:k + 5000])
+"""
+
+
+def test_event_overrun_is_recovered_by_a_resync(link, tmp_path):
+    """A burst larger than the event buffer: ENOBUFS is counted and the cache converges."""
+    import sys
+
+    a, _b = link
+    a.run("conntrack", "-F", check=False)
+    tx = Replica(a, OURS, tmp_path, "tx",
+                 config("FTFW", "UDP", 0, general="  NetlinkOverrunResync 1\n"))
+    tx.start()
+    try:
+        a.run(sys.executable, "-c", _INJECT, "20000", timeout=120)
+
+        def internal() -> int:
+            return json.loads(tx.out("--json", "-s"))["internal"]["active"]
+
+        assert wait_for(lambda: internal() == 20000, 60, 0.5), internal()
+        runtime = json.loads(tx.out("--json", "-s", "runtime"))["runtime"]
+        assert runtime["overrun"] >= 1 and runtime["resync_kernel"] >= 1, runtime
+    finally:
+        tx.stop()
+        a.run("conntrack", "-F", check=False)
