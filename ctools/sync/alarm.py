@@ -125,9 +125,13 @@ class AlarmSync(SyncMode):
             for hh, mm in run:
                 vv = g.classify(hh.seq, mm)
                 vv.cls = G.IN_SYNC
+                if self._stale(hh, mm, vv):
+                    continue
                 g.accept(vv)
                 self._decode_and_apply(hh, mm, events, vv)
             return True
+        if self._stale(h, msg, v):
+            return False
         g.accept(v)
         self._decode_and_apply(h, msg, events, v)
         return True

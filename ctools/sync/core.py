@@ -290,14 +290,40 @@ class SyncMode:
         self.stats.bytes_sent += len(data)
         self._out.append(data)
 
+    def _stale(self, header: wire.Header, msg: bytes, v) -> bool:
+        """Decode a data message now (kept in ``v.decoded``) and, in strict mode, refuse it
+        *before its number is accepted* if it replays content that is not the key's current
+        state — unless it arrived exactly in sequence in an untainted datagram (a state that
+        really went A -> B -> A). A refused message counts as lost: FT-FW NACKs it, and a
+        genuine one comes back with a new number."""
+        if not header.is_data:
+            return False
+        try:
+            v.decoded = wire.decode_data(header, msg)
+        except wire.ProtocolError as exc:
+            v.decoded = exc
+            return False
+        g = self.guard
+        if not g.strict or (v.cls == "in_sync" and not g.tainted):
+            return False
+        if g.is_stale(wire.obj_key(v.decoded[1]), v):
+            self.stats.count_rejected("stale_content")
+            return True
+        return False
+
     def _decode_and_apply(self, header: wire.Header, msg: bytes, events: list,
                           verdict) -> None:
-        """Parse a data message and append its Apply event (unless the guard vetoes it)."""
-        try:
-            kind, obj = wire.decode_data(header, msg)
-        except wire.ProtocolError as exc:
-            self.stats.count_malformed(exc.counter)
+        """Apply a data message whose number was accepted (unless per-key ordering vetoes)."""
+        d = verdict.decoded
+        if d is None:
+            try:
+                d = wire.decode_data(header, msg)
+            except wire.ProtocolError as exc:
+                d = exc
+        if isinstance(d, wire.ProtocolError):
+            self.stats.count_malformed(d.counter)
             return
+        kind, obj = d
         if self.guard.may_apply(wire.obj_key(obj), header.seq, verdict, msg, kind):
             self.stats.applied += 1
             events.append(Apply(kind, obj, header.seq))

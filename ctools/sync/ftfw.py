@@ -226,6 +226,8 @@ class FtfwSync(SyncMode):
         if cls in (G.UNSET, G.IN_SYNC):
             return self._in_sync_path(h, msg, v, events)
         if cls == G.GAP:
+            if self._stale(h, msg, v):
+                return False
             r = self._digest(h, events)
             if r == BAD:
                 self.stats.count_malformed(wire.BAD_HEADER)
@@ -242,6 +244,8 @@ class FtfwSync(SyncMode):
                 self._decode_and_apply(h, msg, events, v)
             return True
         if cls in (G.HOLE, G.CONFLICT):
+            if self._stale(h, msg, v):
+                return False
             r = self._digest(h, events)
             if r == BAD:
                 self.stats.count_malformed(wire.BAD_HEADER)
@@ -263,6 +267,8 @@ class FtfwSync(SyncMode):
         return False
 
     def _in_sync_path(self, h: wire.Header, msg: bytes, v: G.Verdict, events: list) -> bool:
+        if self._stale(h, msg, v):
+            return False
         r = self._digest(h, events)
         if r == BAD:
             self.stats.count_malformed(wire.BAD_HEADER)

@@ -45,7 +45,7 @@ UNSET, IN_SYNC, GAP, OLD, FAR, HOLE, CONFLICT, REPLAY = (
 class Verdict:
     """How one incoming message relates to the receive state."""
 
-    __slots__ = ("cls", "seq", "gap", "suspect", "exact", "body", "msg")
+    __slots__ = ("cls", "seq", "gap", "suspect", "exact", "body", "msg", "decoded")
 
     def __init__(self, cls: str, seq: int, gap: int, suspect: bool, exact: int,
                  body: int) -> None:
@@ -56,6 +56,7 @@ class Verdict:
         self.exact = exact
         self.body = body
         self.msg = b""
+        self.decoded = None     # (kind, obj) or the ProtocolError, once decoded
 
 
 # A message claiming a sequence slot held by a suspect (repeated-content) message must differ
@@ -236,8 +237,16 @@ class ReceiveGuard:
         self.stats.rebases += 1
         return out
 
+    def is_stale(self, key, v: Verdict) -> bool:
+        """A repeated body that is not the key's current state: a replay (or a state that
+        really returned to an earlier value — the caller trusts it only in sequence)."""
+        if not (self.strict and v.suspect):
+            return False
+        rec = self._keys.get(key)
+        return rec is None or rec[2] != v.body
+
     def may_apply(self, key, seq: int, v: Verdict, msg: bytes, kind: str) -> bool:
-        """Per-key ordering and stale-content check for a decoded data message."""
+        """Per-key ordering for a decoded data message whose number was accepted."""
         if not self.strict:
             return True
         rec = self._keys.get(key)
@@ -246,19 +255,13 @@ class ReceiveGuard:
             if gen == self.gen and ((seq - last_seq) & MASK) >= HALF:
                 self.stats.superseded += 1      # a late message: a newer state is applied
                 return False
-            if v.suspect:
-                if last_body != v.body:
-                    self.stats.count_rejected("stale_content")
-                    return False
+            if v.suspect and last_body == v.body:
                 # the very state we hold (an ALARM refresh, a bulk re-send, or a copy with a
                 # mutated number): harmless to apply, but it must not raise the key's sequence
                 # mark, or the genuine next state could be taken for an older one
                 if v.cls == IN_SYNC and seq == (self._chain + 1) & MASK:
                     self._chain = seq
                 return True
-        elif v.suspect:
-            self.stats.count_rejected("stale_content")
-            return False
         self._keys[key] = (self.gen, seq, v.body)
         if kind == "del":
             # Remember deletions (bounded) so that old copies cannot resurrect them.

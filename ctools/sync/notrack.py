@@ -99,6 +99,8 @@ class NotrackSync(SyncMode):
         else:
             self.stats.count_malformed(wire.BAD_HEADER)   # includes FT-FW ACK/NACK (as C)
             return False
+        if r == "data" and self._stale(h, msg, v):
+            return False
         self.guard.count_c(v)
         if v.cls == G.OLD:
             self.guard.set_last(h.seq)                    # C: old ones are recorded too
