@@ -224,14 +224,14 @@ class Simulator:
             self.result.violations.append(text)
         self.trace.emit(self.queue.now, "VIOLATION " + what)
 
-    def _core_settings(self, replica: Replica) -> dict:
+    def _core_settings(self, replica: Replica, peer: int) -> dict:
         cfg = self.cfg
         settings = dict(mode=cfg.mode, mtu=cfg.mtu, transport="udp",
                         initial_seq=int(self.now_s) & 0xFFFFFFFF,
                         ack_window=cfg.ack_window, resend_queue_size=cfg.resend_queue,
                         refresh_time=cfg.refresh_time, cache_timeout=cfg.cache_timeout,
                         startup_resync=cfg.startup_resync, hardening=cfg.hardening,
-                        rng=stream(cfg.seed, f"core/{replica.idx}/{replica.incarnation}"))
+                        rng=stream(cfg.seed, f"core/{replica.idx}>{peer}/{replica.incarnation}"))
         if cfg.auth:
             settings.update(auth_key=f"ctsim-shared-key-{cfg.seed:020d}".encode(),
                             epoch=replica.incarnation + 1)
@@ -241,7 +241,7 @@ class Simulator:
         replica.sessions = {}
         for peer in range(self.cfg.replicas):
             if peer != replica.idx:
-                settings = self._core_settings(replica)
+                settings = self._core_settings(replica, peer)
                 core = sync.build_core(self.now_s, **settings)
                 replica.sessions[peer] = Session(core, peer)
                 replica.sessions[peer].base_seq = settings["initial_seq"]
