@@ -56,6 +56,18 @@ def _state_name(table: tuple, value: int) -> str:
     return table[value] if value < len(table) else "NONE"
 
 
+_STATUS_WORDS: dict[int, str] = {}
+
+
+def _status_words(status: int) -> str:
+    bits = status & (IPS_EXPECTED | IPS_SEEN_REPLY | IPS_ASSURED | IPS_FIXED_TIMEOUT)
+    words = _STATUS_WORDS.get(bits)
+    if words is None:
+        names = [n for bit, n in _SAVE_STATUS if bits & bit]
+        words = _STATUS_WORDS[bits] = "-u " + (",".join(names) if names else "UNSET")
+    return words
+
+
 def format_save(e: Entry, op: str = "-A") -> str:
     """The replayable command line (with newline). ``op`` is ``-A``, ``-U`` or ``-D``."""
     orig, reply = e.orig, e.reply
@@ -63,9 +75,9 @@ def format_save(e: Entry, op: str = "-A") -> str:
     add = out.append
     if e.timeout is not None:
         add(f"-t {e.timeout}")
-    if e.status is not None:
-        names = [n for bit, n in _SAVE_STATUS if e.status & bit]
-        add("-u " + (",".join(names) if names else "UNSET"))
+    status = e.status
+    if status is not None:
+        add(_status_words(status))
     if e.secmark is not None:
         add(f"-c {e.secmark}")
     if e.zone is not None:
@@ -74,23 +86,31 @@ def format_save(e: Entry, op: str = "-A") -> str:
         add(f"--orig-zone {orig.zone}")
     if reply.zone is not None:
         add(f"--reply-zone {reply.zone}")
-    add(f"-s {orig.src} -d {orig.dst}")
-    add(("-g " if is_dnat(e) else "-r ") + str(reply.src))
-    add(("-n " if is_snat(e) else "-q ") + str(reply.dst))
+    # NAT: reply addresses differ from the swapped original ones (and the NAT bit is set)
+    dnat = reply.src != orig.dst and (status is None or status & IPS_DST_NAT_DONE)
+    snat = reply.dst != orig.src and (status is None or status & IPS_SRC_NAT_DONE)
+    add(f"-s {orig.src} -d {orig.dst} {'-g' if dnat else '-r'} {reply.src} "
+        f"{'-n' if snat else '-q'} {reply.dst}")
     proto = orig.proto if orig.proto is not None else 0
     name = L4_NAMES.get(proto)
     add(f"-p {name}" if name else f"-p {proto}")
-    if proto in (6, 17, 136, 132, 33):
-        if orig.sport is not None:
-            add(f"--sport {orig.sport}")
-        if orig.dport is not None:
-            add(f"--dport {orig.dport}")
-        if reply.sport is not None:
-            add(f"--reply-port-src {reply.sport}")
-        if reply.dport is not None:
-            add(f"--reply-port-dst {reply.dport}")
-        if proto == 6 and e.tcp_state is not None:
-            add(f"--state {_state_name(TCP_STATES, e.tcp_state)}")
+    if proto in _PORT_PROTOS:
+        if (orig.sport is not None and orig.dport is not None and reply.sport is not None
+                and reply.dport is not None):
+            add(f"--sport {orig.sport} --dport {orig.dport} --reply-port-src {reply.sport} "
+                f"--reply-port-dst {reply.dport}")
+        else:
+            if orig.sport is not None:
+                add(f"--sport {orig.sport}")
+            if orig.dport is not None:
+                add(f"--dport {orig.dport}")
+            if reply.sport is not None:
+                add(f"--reply-port-src {reply.sport}")
+            if reply.dport is not None:
+                add(f"--reply-port-dst {reply.dport}")
+        if proto == 6:
+            if e.tcp_state is not None:
+                add(f"--state {_state_name(TCP_STATES, e.tcp_state)}")
         elif proto == 132:
             if e.sctp_state is not None:
                 add(f"--state {_state_name(SCTP_STATES, e.sctp_state)}")
@@ -121,3 +141,6 @@ def format_save(e: Entry, op: str = "-A") -> str:
         if reply.dport is not None:
             add(f"--reply-key-dst {reply.dport}")
     return " ".join(out) + "\n"
+
+
+_PORT_PROTOS = frozenset((6, 17, 136, 132, 33))
