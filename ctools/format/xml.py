@@ -32,13 +32,22 @@ def _l4(t: Tuple, proto: int | None) -> str:
     return ""
 
 
+_L3_OPEN = {fam: f'<layer3 protonum="{fam}" protoname="{name}">'
+            for fam, name in ((2, "ipv4"), (10, "ipv6"))}
+_L4_OPEN = {p: f'<layer4 protonum="{p}" protoname="{L4_NAMES.get(p, "unknown")}">'
+            for p in range(256)}
+
+
 def _layers(t: Tuple, proto: int | None) -> str:
     fam = t.family or 0
-    l3 = (f'<layer3 protonum="{fam}" protoname="{L3_NAMES.get(fam, "unknown")}">'
-          f"<src>{t.src}</src><dst>{t.dst}</dst></layer3>")
+    l3 = _L3_OPEN.get(fam) or f'<layer3 protonum="{fam}" protoname="unknown">'
     p = proto if proto is not None else 0
-    return (l3 + f'<layer4 protonum="{p}" protoname="{L4_NAMES.get(p, "unknown")}">'
-            + _l4(t, proto) + "</layer4>")
+    if p in _PORT_PROTOS and t.sport is not None:
+        l4 = f"<sport>{t.sport}</sport><dport>{t.dport or 0}</dport>"
+    else:
+        l4 = _l4(t, proto)
+    return (f"{l3}<src>{t.src}</src><dst>{t.dst}</dst></layer3>{_L4_OPEN[p & 0xFF]}"
+            f"{l4}</layer4>")
 
 
 def when_element(tm: time.struct_time) -> str:
