@@ -60,6 +60,7 @@ class FtfwSync(SyncMode):
         self._lost_upto: int | None = None   # newest seq of an object dropped from a full rs
         self._peer_saying = False           # the peer's last message carried HELLO
         self._late: list[int] = []          # hole fillers still to acknowledge
+        self._acked_upto: int | None = None  # newest number the peer acknowledged
         if params.startup_resync:
             self.request_resync(now)
 
@@ -102,10 +103,39 @@ class FtfwSync(SyncMode):
             for lo, hi in _ranges(self._late)[:8]:
                 self._put_ctl(CtlItem(wire.F_ACK, lo, hi))
             self._late.clear()
+        self._resend_skipped(now)
         self._alive_at = now + self.params.alive_interval
 
     def next_deadline(self) -> float | None:
         return self._alive_at
+
+    def _resend_skipped(self, now: float) -> None:
+        """Objects (and RESYNC requests) older than what the peer has acknowledged since, and
+        not acknowledged themselves for 2 s, were never seen by it: typically sent before the
+        peer started tracking our numbers (it restarted, or loss ate everything before its
+        first message), so no NACK will ever name them. The C daemon keeps them in the resend
+        queue forever; we send them again."""
+        upto = self._acked_upto
+        if upto is None:
+            return
+        limit = now - 2 * self.params.alive_interval
+        rs, fifo, ctl = self._rs, self._tx.fifo, self._ctl
+        for seq in [s for s, it in self._rs_head_before(upto) if it.sent_at <= limit]:
+            it = rs.pop(seq)
+            if isinstance(it, ObjItem):
+                it.where = TX
+                fifo.append(it)
+            elif it.flags & wire.F_RESYNC:
+                it.where = TX
+                ctl.append(it)
+            else:
+                it.where = None          # an old ACK/NACK: its news is stale
+
+    def _rs_head_before(self, upto: int):
+        for seq, it in self._rs.items():
+            if not serial_before(seq, upto):
+                return
+            yield seq, it
 
     def resend_queue(self) -> list[tuple[int, str]]:
         return [(seq, it.describe()) for seq, it in self._rs.items()]
@@ -174,6 +204,7 @@ class FtfwSync(SyncMode):
                 self._tx.objs.pop(old.key, None)
                 self._lost_upto = old.seq
         it.seq = seq
+        it.sent_at = self.now
         it.where = RS
         rs[seq] = it
 
@@ -343,6 +374,8 @@ class FtfwSync(SyncMode):
         return hits
 
     def _on_ack(self, frm: int, to: int) -> None:
+        if self._acked_upto is None or serial_after(to, self._acked_upto):
+            self._acked_upto = to
         rs, objs = self._rs, self._tx.objs
         for seq in self._rs_range(frm, to):
             it = rs.pop(seq)

@@ -15,7 +15,7 @@ class ObjItem:
     """A cache object waiting in the tx or resend queue. ``kind`` decides the message type at
     transmit time ('new' | 'upd' | 'del'), like the C object's status does."""
 
-    __slots__ = ("key", "kind", "obj", "seq", "where", "sent")
+    __slots__ = ("key", "kind", "obj", "seq", "where", "sent", "sent_at")
 
     def __init__(self, key: tuple, kind: str, obj: Entry | Expect) -> None:
         self.key = key
@@ -24,6 +24,7 @@ class ObjItem:
         self.seq = 0
         self.where: str | None = None
         self.sent = False
+        self.sent_at = 0.0
 
     def describe(self) -> str:
         return f"{self.kind} {wire.obj_key(self.obj)}"
@@ -32,7 +33,7 @@ class ObjItem:
 class CtlItem:
     """A control message; ``flags`` accumulates HELLO bits across retransmissions (as C)."""
 
-    __slots__ = ("flags", "frm", "to", "seq", "where")
+    __slots__ = ("flags", "frm", "to", "seq", "where", "sent_at")
 
     def __init__(self, flags: int, frm: int = 0, to: int = 0) -> None:
         self.flags = flags
@@ -40,6 +41,7 @@ class CtlItem:
         self.to = to
         self.seq = 0
         self.where: str | None = None
+        self.sent_at = 0.0
 
     def describe(self) -> str:
         return f"control flags:{self.flags:#x} [{self.frm},{self.to}]"
