@@ -212,6 +212,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(f"ctsim: reproduce with --seed {cfg.seed}: {res.reproduce}", file=out)
     took = (f"{res.sim_seconds_to_converge:.3f}s" if res.converged else "never")
     note = "" if res.convergence_promised else " (convergence not promised under these faults)"
+    if res.low_base_restarts:
+        print(f"ctsim: {res.low_base_restarts} restart(s) seeded the sequence counter below "
+              "the old numbers", file=out)
     print(f"ctsim: converged={res.converged} after {took}{note}; "
           f"{res.messages_sent} messages ({res.datagrams_sent} datagrams, "
           f"{res.bytes_sent} bytes), {res.messages_dropped} dropped, "

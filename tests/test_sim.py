@@ -279,3 +279,11 @@ def test_resend_queue_stays_bounded_and_the_check_can_fail(monkeypatch):
     monkeypatch.setattr(simulator, "RS_CONTROL_SLACK", -5)   # a bound no queue can meet
     res = run(cfg)
     assert any("resend queue" in v for v in res.violations)
+
+
+@pytest.mark.parametrize("down_s,low", [(0.5, 1), (120.0, 0)])
+def test_low_base_restart_is_detected(down_s, low):
+    # ~100 messages in the first second: a daemon back 0.5 s after a crash at 1 s seeds its
+    # counter from the clock below its old numbers; one back after 120 s does not.
+    res = run(small(17, crashes=(Crash(1, 1.0, down_s),)))
+    assert res.low_base_restarts == low
