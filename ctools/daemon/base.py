@@ -16,6 +16,14 @@ from ctools.daemon.server import ControlServer
 from ctools.daemon.stats import RuntimeCounters
 
 
+class StartError(Exception):
+    """Initialisation failed; ``lines`` are the ERROR messages to log (reference wording)."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(lines[0] if lines else "")
+        self.lines = lines
+
+
 class Daemon:
     """Base of the running modes. Subclasses add ``handle_<request>`` behaviour."""
 

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ctools.config import model as cfgm
-from ctools.daemon.base import Daemon
+from ctools.daemon.base import Daemon, StartError
 from ctools.daemon.lockfile import LockExists, LockFile
 from ctools.daemon.log import DaemonLog
 from ctools.daemon.sdnotify import notify
@@ -84,8 +84,11 @@ def run_daemon(cfg: cfgm.Config, detach: bool, log: DaemonLog) -> int:
                                        daemon.request_failed)
         daemon.init()
     except Exception as exc:  # noqa: BLE001 - every start-up failure ends the same way
-        if not isinstance(exc, OSError) or "unix socket" not in str(exc):
-            log.error(str(exc) if str(exc) else type(exc).__name__)
+        if isinstance(exc, StartError):
+            for line in exc.lines:
+                log.error(line)
+        elif daemon.control is not None:     # (a control-socket failure is logged above)
+            log.error(f"{type(exc).__name__}: {exc}")
         log.error("conntrackd cannot start, please review your configuration")
         daemon.shutdown()
         lock.release()

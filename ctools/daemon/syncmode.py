@@ -14,7 +14,7 @@ import time
 from ctools import sync as ctsync
 from ctools.config import model as cfgm
 from ctools.daemon import views
-from ctools.daemon.base import Daemon
+from ctools.daemon.base import Daemon, StartError
 from ctools.daemon.cache import (
     ExpectCache,
     ExternalCache,
@@ -81,13 +81,18 @@ class SyncDaemon(Daemon):
         g = self.cfg.general
         s = self.sconf
         if not s.channels:
-            raise OSError(errno.ENOENT, "can't open channel socket: No such file or directory")
+            raise StartError("can't open channel socket: No such file or directory",
+                             "initialization failed")
         if self.internal is None:
             self.log.notice("disabling internal cache")
         if self.external is None:
             self.log.notice("disabling external cache")
-        self.request_sock = RequestSocket()
-        self.commit_sock = RequestSocket()
+        try:
+            self.request_sock = RequestSocket()
+            self.commit_sock = RequestSocket()
+        except OSError as exc:
+            raise StartError(f"can't open netlink handler: {exc.strerror}",
+                             "no ctnetlink kernel support?") from None
         if self.external is None:
             self.inject_sock = RequestSocket()
         chans = []
@@ -98,7 +103,11 @@ class SyncDaemon(Daemon):
             if isinstance(ch, TcpChannel):
                 ch.authenticated = bool(s.authentication_key_file)
         # sockets are opened now so bind errors reach the terminal; the loop comes later
-        self.channels.open()
+        try:
+            self.channels.open()
+        except OSError as exc:
+            raise StartError(f"can't open channel socket: {exc.strerror or exc}",
+                             "initialization failed") from None
         if g.poll_secs is None:
             self.events = EventSocket(reliable=g.netlink_events_reliable,
                                       expectations=s.expectation_sync)
