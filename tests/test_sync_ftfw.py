@@ -267,6 +267,37 @@ def test_restarted_peer_with_a_lower_sequence_base_is_accepted_and_replication_g
     assert p.converged()
 
 
+def test_messages_sent_before_the_peer_listened_are_sent_again():
+    """a hears b's HELLO, sends a burst, but b hears nothing from a until later: b starts
+    tracking a's numbers after the burst and will never NACK it (the C daemon keeps such
+    messages in its resend queue forever). Ours re-sends what the peer skipped (simulator
+    finding, seed 80)."""
+    p = Pair(params(seq=10), params(seq=20), seed=1,
+             drop=lambda d, dgram, now: d == "ab" and now < 1.6)
+    p.run(1.2)
+    burst(p, 30)
+    p.run(8.0)
+    assert p.converged()
+
+
+def test_a_lost_startup_resync_is_sent_again():
+    lost = {"n": 0}
+
+    def drop_resync(d, dgram, now):
+        if d == "ba" and dgram[1] & wire.F_RESYNC and lost["n"] == 0:
+            lost["n"] += 1
+            return True
+        return False
+
+    p = Pair(params(seq=10), params(seq=20, startup_resync=True), seed=1, drop=drop_resync)
+    for i in range(40):
+        p.a.update("new", entry(i), 0.0)
+    p.a.core.outgoing(0.0)                             # nobody listened to these
+    p.b.external.clear()
+    p.run(8.0)
+    assert lost["n"] == 1 and p.converged()
+
+
 def test_c_exact_mode_keeps_the_hello_bypass():
     """hardening=False reproduces the C receiver: a HELLO with any sequence number is taken
     at once (that is what makes a forged HELLO so effective)."""
