@@ -48,6 +48,8 @@ KNOWN_OPEN: dict[str, list[tuple[str, str]]] = {
          "AttributeError in ctools/format/save.py (CLI engineer)"),
         ("C and Python decoders differ", "the C accelerator decodes a nested attribute of "
          "type 0 into tcp_wscale_orig, the Python decoder ignores it (codec engineer)"),
+        ("C and Python text differ", "the C text formatter prints the counters of an entry "
+         "without tuples twice, the Python one once (codec engineer)"),
     ],
 }
 

@@ -7,6 +7,8 @@ Invariants:
   an equal object (or the encoder refuses it with ``CodecError``);
 * every output format prints whatever the decoder accepted (text with every flag, XML,
   ``-o save``, JSON): an odd kernel message must not turn ``conntrack -L`` into a traceback;
+* the C text formatter of ``conntrack -L`` (``fast.format_payload``) prints exactly what
+  the Python decoder + formatter print, for every flag combination it handles;
 * the C accelerator (ctools/_speedups/_ctfast.c, when built) agrees with the pure-Python
   decoder: whenever it returns an entry, the Python decoder returns an equal one. (A crash
   in the C code kills the process, which libFuzzer reports as a finding.)
@@ -22,6 +24,7 @@ from ctools.format import text as ftext
 from ctools.format import xml as fxml
 from ctools.netlink import codec
 from ctools.netlink import constants as C
+from ctools.netlink import fast as fasttext
 from ctools.netlink.errors import CodecError
 
 CORPUS = "netlink"
@@ -48,7 +51,26 @@ def _format_entry(e) -> None:
     fjson.format_entry_json(e, event="UPDATE", labelmap=_LABELS)
 
 
+_FAST_FLAGS = (0, ftext.O_EXT, ftext.O_ID, ftext.O_EXT | ftext.O_ID | ftext.O_KTMS)
+
+
+def _check_fast_text(payload) -> None:
+    """The C text formatter (conntrack -L hot path) prints what the Python one prints."""
+    for flags in _FAST_FLAGS:
+        line = fasttext.format_payload(payload, flags, now=1_700_000_000)
+        if line is None:
+            continue
+        try:
+            slow = ftext.format_entry(codec.decode_entry_py(payload), flags, None, None,
+                                      now=1_700_000_000)
+        except CodecError:
+            raise AssertionError(f"C formatter printed {line!r} for a malformed payload") from None
+        assert line == slow, f"C and Python text differ (flags {flags}):\n{line!r}\n{slow!r}"
+
+
 def _check_entry(payload) -> None:
+    if fasttext.HAVE_SPEEDUPS:
+        _check_fast_text(payload)
     if codec._c_decode is not None:
         fast = codec._c_decode(payload)
         if fast is not None:
