@@ -1,8 +1,11 @@
-"""Minimal reproducers of protocol-core bugs found by the simulator (each names its seed).
+"""Regression tests: minimal reproducers of protocol-core bugs the simulator found.
 
-A test marked ``xfail`` documents a bug still open in ctools.sync: it fails today and shows up
-as XPASS in ``pytest -ra`` the moment the core is fixed — then drop the marker. (Not strict, so a
-fix landing in the shared tree does not turn ``make test`` red before someone notices.)
+Each test names the swarm seed (or hypothesis run) that found the bug and says what went wrong.
+They were committed as ``xfail`` while the bugs were open in ctools.sync and turned into plain
+tests when the fixes landed (sync commits 03483c1 and d4c5e82, and the hardened receiver of
+156a05e). A new, still-open bug goes here as ``@pytest.mark.xfail(reason=...)`` (not strict, so
+a fix landing in the shared tree shows up as XPASS in ``pytest -ra`` instead of turning
+``make test`` red), next to a passing control where one makes sense.
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ def _flow(mark: int) -> Entry:
                  tcp_state=3, timeout=432000, mark=mark)
 
 
-@pytest.mark.xfail(reason="ctools.sync guard: an A->B->A update is taken for a "
-                   "replay (stale_content) and is silently never applied (found by swarm seed 14)")
 @pytest.mark.parametrize("mode", ["ftfw", "notrack", "alarm"])
 def test_state_that_returns_to_an_earlier_value_is_replicated(mode):
+    # Bug (swarm seed 14): the guard took an A -> B -> A update for a replay with a forged
+    # number (stale_content) and silently never applied it, in all three modes.
     # Perfect network. The flow's mark goes 0 -> 1 -> 2 -> 1; each change leaves in its own
     # round, so the last CT_UPD is byte for byte the second one but for its sequence number.
     sim = Simulator(SimConfig(seed=1, mode=mode, workload=QUIET, liveness_bound_s=5.0))
@@ -50,10 +53,9 @@ def test_state_that_returns_to_an_earlier_value_is_replicated(mode):
         f"peer kept {view(got) if got else None}, stats {sim.replicas[1].sessions[0].core.stats}"
 
 
-@pytest.mark.xfail(reason="same guard bug under the swarm workload "
-                   "(TIME_WAIT timeout 120 -> 334968 -> 120)")
 def test_swarm_seed_14_converges():
-    # ctsim run --seed 14 --swarm: 1 % duplication, no loss; one entry never converges.
+    # The same bug under the swarm workload (TIME_WAIT timeout 120 -> 334968 -> 120): with 1 %
+    # duplication and no loss, one entry never converged.
     cfg = SimConfig(seed=14, workload=WorkloadSpec(entries=50, churn_s=5.0, churn_rate=50.0),
                     faults=LinkFaults(duplicate=0.01, delay_min_us=1000, delay_mean_us=0))
     res = run(cfg)
@@ -77,10 +79,9 @@ def test_startup_resync_refills_a_restarted_replica():
     assert took is not None and len(sim.replicas[1].external.entries) == 20
 
 
-@pytest.mark.xfail(reason="ctools.sync FT-FW: the first message of a restarted "
-                   "daemon (RESYNC|HELLO) is never recovered when lost — the peer starts "
-                   "tracking at the next HELLO, so StartupResync silently fails (seed 55)")
 def test_lost_startup_resync_is_recovered():
+    # Bug (swarm seed 55): a restarted daemon's lost first datagram (RESYNC|HELLO) was never
+    # re-sent — the peer starts tracking at the next HELLO — so StartupResync silently failed.
     took, sim = _restart_scenario(drop_first=True)
     assert took is not None, f"replica 1 has {len(sim.replicas[1].external.entries)} of " \
         f"{len(sim.replicas[0].internal.entries)} entries 30 s after its restart"
@@ -104,20 +105,16 @@ def test_restart_with_lower_sequence_base_c_rules():
     assert took is not None, sim.divergence()
 
 
-@pytest.mark.xfail(reason="ctools.sync guard (hardening on): a restarted peer whose new "
-                   "sequence base is below its old numbers is classified OLD and ignored, its "
-                   "RESYNC|HELLO included; the restarted replica never gets the state (swarm "
-                   "seed 18)")
 def test_restart_with_lower_sequence_base_hardened():
+    # Bug (swarm seeds 18, 50, 55, 57): the hardened receiver classified a restarted peer's
+    # lower numbers OLD and ignored it, its RESYNC|HELLO and its deletes included.
     took, sim = _busy_restart(hardening=True)
     assert took is not None, (sim.divergence(), sim.replicas[0].sessions[1].core.stats)
 
 
-@pytest.mark.xfail(reason="ctools.sync FT-FW: replica 0 first hears replica 1 at seq N+20 "
-                   "(bursty loss ate everything before); 1's earlier CT_UPDs (e.g. seq N) are "
-                   "never NACKed, because 0's sequence tracking starts at its first message, and "
-                   "stay in 1's resend queue forever: 8 entries never reach replica 0")
 def test_swarm_seed_80_converges():
+    # Bug: replica 0 first heard replica 1 at seq N+20 (bursty loss ate everything before);
+    # 1's earlier CT_UPDs were never NACKed and stayed in its resend queue forever.
     # ctsim run --seed 80 --swarm (GE loss 30 %, bursts of 4, reorder 10 %, dup 5 %, a 2 s
     # partition 0>1); the missing entries were all created before 0 heard anything from 1.
     from sim.config import random_partitions
@@ -130,9 +127,9 @@ def test_swarm_seed_80_converges():
     assert res.ok, (res.liveness_failure, res.divergence)
 
 
-@pytest.mark.xfail(reason="same lower-sequence-base bug, as hypothesis shrank it "
-                   "(tests/test_sim_stateful.py): boot, 1 s of workload, crash 0, restart")
 def test_hypothesis_shrunk_restart():
+    # The lower-sequence-base bug as hypothesis shrank it (tests/test_sim_stateful.py):
+    # boot, 1 s of workload, crash replica 0, restart.
     work = WorkloadSpec(entries=15, churn_s=4.0, churn_rate=8.0)
     sim = Simulator(SimConfig(seed=0, workload=work, liveness_bound_s=60.0))
     sim.run_until(1.0)

@@ -9,7 +9,7 @@ the protocol cannot repair by design — deletes lost with a crashed daemon — 
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -87,13 +87,6 @@ class FaultSchedule(RuleBasedStateMachine):
         took = sim.settle(sim.cfg.bound_s())
         unexplained, _ = sim.divergence()
         assert sim.result.invariant_violations == 0, sim.result.violations
-        if took is None and unexplained and sim.cfg.mode == "ftfw" \
-                and sim.result.low_base_restarts:
-            # Known ctools.sync bug (tests/test_sim_bugs.py, "lower sequence base"): a daemon
-            # restarted below its old numbers is ignored by the hardened receiver. Shrunk by
-            # hypothesis to: boot(seed=0, ftfw, 2); advance(1.0); crash(0); teardown.
-            event("liveness failure after a lower-sequence-base restart (known core bug)")
-            return
         assert took is not None or unexplained == 0, (
             f"liveness: {unexplained} differences — reproduce: seed={sim.cfg.seed} "
             f"mode={sim.cfg.mode} replicas={self.n}")
