@@ -188,10 +188,12 @@ def _entry_payloads(name: str) -> list:
     from ctools.netlink import codec
 
     data = (REGRESSIONS / "netlink_decode" / name).read_bytes()
+    payloads = []
     try:
-        payloads = [p for _t, _f, _s, _pid, p in codec.iter_messages(data)]
-    except Exception:
-        payloads = []
+        for _t, _f, _s, _pid, p in codec.iter_messages(data):
+            payloads.append(p)    # the messages before a bad one count too
+    except codec.CodecError:
+        pass
     return payloads or [data]
 
 
@@ -281,7 +283,8 @@ def test_finding_c_text_formatter_entry_without_tuples() -> None:
 
     if not fast.HAVE_SPEEDUPS:
         pytest.skip("the C accelerator is not built")
-    for payload in _entry_payloads("c-text-entry-without-tuples"):
+    data = (REGRESSIONS / "netlink_decode" / "c-text-entry-without-tuples").read_bytes()
+    for payload in [data, *_entry_payloads("c-text-entry-without-tuples")]:
         line = fast.format_payload(payload, 0, now=1_700_000_000)
         if line is not None:
             assert line == format_entry(codec.decode_entry_py(payload), 0, None, None,
