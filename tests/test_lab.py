@@ -253,7 +253,9 @@ def test_relay_is_not_the_bottleneck():
     from netns_lab.relaybench import bench
     res = bench(seconds=1.0, size=200)
     assert res["received_per_s"] > 3000, res
-    assert res["relay_forwarded"] == res["relay_received"] >= res["received"]
+    # frames read in the poll round of the stats request may not be written out yet
+    assert 0 <= res["relay_received"] - res["relay_forwarded"] <= 128, res
+    assert res["relay_forwarded"] >= res["received"]
 
 
 def test_hold_mode_holds_instead_of_dropping():
