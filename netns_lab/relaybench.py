@@ -63,7 +63,8 @@ def bench(seconds: float = 3.0, size: int = 200, loss: float = 0.0) -> dict:
             "received": received, "sent_per_s": round(sent / elapsed),
             "received_per_s": round(received / elapsed),
             "relay_forwarded": link.get("sent", 0), "relay_received": link.get("received", 0),
-            "relay_lost": link.get("lost", 0), "relay_overruns": link.get("overruns", 0)}
+            "relay_lost": link.get("lost", 0), "relay_overruns": link.get("overruns", 0),
+            "relay_send_errors": link.get("send_errors", 0)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -254,7 +254,8 @@ def test_relay_is_not_the_bottleneck():
     res = bench(seconds=1.0, size=200)
     assert res["received_per_s"] > 3000, res
     # frames read in the poll round of the stats request may not be written out yet
-    assert 0 <= res["relay_received"] - res["relay_forwarded"] <= 128, res
+    in_flight = res["relay_received"] - res["relay_forwarded"] - res["relay_send_errors"]
+    assert 0 <= in_flight <= 128, res
     assert res["relay_forwarded"] >= res["received"]
 
 
