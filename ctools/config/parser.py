@@ -134,6 +134,7 @@ class _Parser:
         self.stats_token: Token | None = None
         # Helper items written outside a Type block wait here for the next Type (as in C)
         self.helper_pending: list[tuple[str, object, Token]] = []
+        self.link_overflow: Token | None = None   # an empty fifth link block
 
     # ------------------------------------------------------------------ helpers
 
@@ -261,6 +262,9 @@ class _Parser:
                     exc.message += f" (section names are case sensitive: '{fixed}')"
                 raise exc
             handler(tok)
+        if self.link_overflow is not None:
+            raise self.error(self.link_overflow, f"too many dedicated links: at most"
+                             f" {MAX_CHANNELS} (this one is empty)")
         sync = self.cfg.sync
         if sync is not None:
             for mode in _MODE_PRECEDENCE:
@@ -643,8 +647,7 @@ class _Parser:
         if self.peek().kind == lx.KEYWORD and self.peek().text == "Default":
             self.next()
             ch.default = True
-        if len(s.channels) >= MAX_CHANNELS:
-            raise self.error(opener, f"too many dedicated links: at most {MAX_CHANNELS}")
+        too_many = f"too many dedicated links: at most {MAX_CHANNELS}"
 
         def address(c: Token) -> None:
             tok = self.ip_token(c)
@@ -704,12 +707,26 @@ class _Parser:
             "Port": port, "SndSocketBuffer": sndbuf, "RcvSocketBuffer": rcvbuf,
             "Checksum": checksum, "ErrorQueueLength": error_queue,
         }
+        def guarded(handler: Callable[[Token], None]) -> Callable[[Token], None]:
+            # conntrackd notices a fifth link once the first clause of its block is read ...
+            def check(c: Token) -> None:
+                handler(c)
+                if len(s.channels) >= MAX_CHANNELS:
+                    raise self.error(c, too_many)
+            return check
+
         allowed = _CHANNEL_CLAUSES[kind]
-        self.block(kind, opener, {k: v for k, v in handlers.items() if k in allowed})
+        self.block(kind, opener, {k: guarded(v) for k, v in handlers.items() if k in allowed})
         other = next((c for c in s.channels if c.kind != kind), None)
         if other is not None:
             raise self.error(opener, f"cannot mix {kind} with {other.kind} dedicated links:"
                              " all links must use the same transport")
+        if len(s.channels) >= MAX_CHANNELS:
+            # ... and lets an empty one through, overflowing its table. Refused once the
+            # rest of the file has been read, so that other errors are reported as in C.
+            if self.link_overflow is None:
+                self.link_overflow = opener
+            return
         s.channels.append(ch)
 
     # ------------------------------------------------------------------ Stats
