@@ -116,6 +116,7 @@ class SyncDaemon(Daemon):
                                 if g.filter.from_kernelspace else
                                 "using user-space event filtering")
             self._size_event_buffer()
+            self.events.ignore_port(self.commit_sock.portid)
             if g.netlink_events_reliable:
                 self.log.notice("reliable ctnetlink event delivery is ENABLED.")
         else:
