@@ -188,6 +188,19 @@ def test_20k_burst_with_10_percent_loss_at_the_receiver_converges():
     assert p.b.core.stats.seq_lost > 0 and p.a.core.stats.retransmitted > 0
 
 
+def test_control_c_rules_leave_entries_missing_after_the_same_loss():
+    """Control experiment: with the C receiver's rules (hardening=False) losses in the HELLO
+    stretch of the first burst are never NACKed; entries stay missing (the C daemon was
+    measured at 20-50 missing of 20k for over a minute)."""
+    p = Pair(params(seq=7, hardening=False), params(seq=99, hardening=False), seed=11,
+             loss_ab=0.10)
+    p.run(1.5)
+    burst(p, 2000)
+    p.run(p.now + 20.0)
+    missing, _extra, _changed = diff(p.a.internal, p.b.external)
+    assert len(missing) > 20
+
+
 def test_tail_loss_with_nothing_following_converges():
     """The last datagrams of a burst are lost and the link then stays idle: the 1 s keep-alive
     reveals the gap and the NACK recovers it."""
