@@ -106,8 +106,16 @@ def run_daemon(cfg: cfgm.Config, detach: bool, log: DaemonLog) -> int:
         log.notice("-- starting in console mode --")
     if g.systemd:
         notify(f"READY=1\nMAINPID={os.getpid()}")
+    profile_to = os.environ.get("CTOOLS_DAEMON_PROFILE")   # performance work: cProfile dump
     try:
-        asyncio.run(daemon.run())
+        if profile_to:
+            import cProfile
+
+            cProfile.runctx("asyncio.run(daemon.run())", globals(), {"daemon": daemon,
+                                                                     "asyncio": asyncio},
+                            f"{profile_to}.{os.getpid()}")
+        else:
+            asyncio.run(daemon.run())
     except KeyboardInterrupt:
         pass
     finally:

@@ -386,14 +386,15 @@ class SyncDaemon(Daemon):
         self._flush()
         self.loop.call_later(self.cfg.general.poll_secs, self._poll)
 
-    def kernel_resync(self, send: bool) -> None:
+    def kernel_resync(self, send: bool, count: bool = True) -> None:
         """Merge the kernel table into the internal cache; purge what vanished.
 
         With ``send`` (overrun recovery, polling) what is new or changed is enqueued, and
         what vanished is sent as deleted; ``-R`` does not send. (The reference re-sends every
         entry; after an overrun of a 100k burst that doubles the work for nothing.)
         """
-        self.runtime.resync_kernel += 1
+        if count:
+            self.runtime.resync_kernel += 1
         if self.internal is None:
             return
         now = self.loop.time()
@@ -703,7 +704,10 @@ class SyncDaemon(Daemon):
             await asyncio.sleep(0)
         ok -= failed
         if self.internal is not None:
-            self.loop.create_task(self._learn_committed([o.entry for o in objs]))
+            # the committed flows belong in the internal cache too (their events were
+            # dropped in the kernel): learn them from one dump once the client is answered
+            # (a little later, so that the waiting client's connection is closed first)
+            self.loop.call_later(0.2, self.kernel_resync, False, False)
         took = time.monotonic() - started
         self.commit_count += 1
         self.commit_seconds = took
@@ -719,16 +723,6 @@ class SyncDaemon(Daemon):
     def _log_took(self, took: float) -> None:
         secs = int(took)
         self.log.notice(f"commit has taken {secs}.{int((took - secs) * 1e6):06d} seconds")
-
-    async def _learn_committed(self, entries: list[Entry]) -> None:
-        """Put committed entries into the internal cache, as their (skipped) events would."""
-        flt = self.filter.accepts
-        for i in range(0, len(entries), COMMIT_SLICE):
-            now = self.loop.time()
-            for e in entries[i:i + COMMIT_SLICE]:
-                if flt(e):
-                    self.internal.update(_copy_entry(e), now)
-            await asyncio.sleep(0)
 
     def commit(self, code: int):
         if self.commit_running:
@@ -868,16 +862,6 @@ class SyncDaemon(Daemon):
         return 3.0
 
 
-_ENTRY_SLOTS = Entry.__slots__
-
-
-def _copy_entry(e: Entry) -> Entry:
-    out = Entry.__new__(Entry)
-    for name in _ENTRY_SLOTS:
-        setattr(out, name, getattr(e, name))
-    return out
-
-
 def _strip_exp(x: Expect) -> Expect:
     """Expectations keep no kernel id in the caches (it is the sender's, not ours)."""
     x.id = None
@@ -893,9 +877,6 @@ def _state(e: Entry) -> tuple:
     return tuple(getattr(e, name) for name in _STATE_FIELDS)
 
 
-_SAVED = ("timeout", "status", "reply", "tcp_flags_orig", "tcp_flags_reply", "id", "use")
-
-
 def _prepare_in_place(e: Entry, age: float | None, commit_timeout: int,
                       liberal: bool) -> tuple:
     """Make a peer's entry ready to create in our kernel (spec sync-protocol §7.4).
@@ -903,7 +884,8 @@ def _prepare_in_place(e: Entry, age: float | None, commit_timeout: int,
     Changes ``e`` in place (copying 100k entries would dominate the commit time) and
     returns the old values for ``_restore``.
     """
-    saved = (e.timeout, e.status, e.reply, e.tcp_flags_orig, e.tcp_flags_reply, e.id, e.use)
+    saved = (e.timeout, e.status, e.reply, e.tcp_flags_orig, e.tcp_flags_reply, e.id, e.use,
+             e.synproxy)
     if commit_timeout:
         e.timeout = commit_timeout
     elif age is not None:
@@ -919,9 +901,11 @@ def _prepare_in_place(e: Entry, age: float | None, commit_timeout: int,
         e.tcp_flags_reply = (TCP_FLAG_BE_LIBERAL, TCP_FLAG_BE_LIBERAL)
     e.id = None
     e.use = None
+    if e.synproxy == (0, 0, 0):
+        e.synproxy = None       # nothing to restore on a flow without SYN proxy
     return saved
 
 
 def _restore(e: Entry, saved: tuple) -> None:
     (e.timeout, e.status, e.reply, e.tcp_flags_orig, e.tcp_flags_reply, e.id,
-     e.use) = saved
+     e.use, e.synproxy) = saved
