@@ -87,7 +87,7 @@ class AttrSpec:
     """One TLV: id, name, codec and width. ``size`` is the fixed payload width (nta_len must be
     ``size + 4``) or None for variable-size attributes bounded by ``max_len`` (nta_len)."""
 
-    __slots__ = ("id", "name", "codec", "size", "max_len")
+    __slots__ = ("id", "name", "codec", "size", "max_len", "unpack")
 
     def __init__(self, id: int, name: str, codec: str, size: int | None,
                  max_len: int | None = None) -> None:
@@ -96,6 +96,7 @@ class AttrSpec:
         self.codec = codec
         self.size = size
         self.max_len = max_len
+        self.unpack = None      # raw payload -> value, bound below from the codec name
 
     def __repr__(self) -> str:
         return f"AttrSpec({self.id}, {self.name!r})"
@@ -185,39 +186,41 @@ _ntop = socket.inet_ntop
 _pton = socket.inet_pton
 
 
+def _labels(p: bytes) -> int:
+    value = 0
+    for i in range(len(p) // 4):
+        value |= _BE32.unpack_from(p, 4 * i)[0] << (32 * i)
+    return value
+
+
+def _cstr(p: bytes) -> str:
+    # A name that fills its attribute without a NUL is cut to what a valid attribute can
+    # hold (the C receiver would read past the attribute; deliberate difference).
+    return p.split(b"\0", 1)[0][:len(p) - 1 if b"\0" not in p else None].decode("latin-1")
+
+
+_UNPACKERS = {
+    "u8": lambda p: p[0],
+    "be32": lambda p: _BE32.unpack(p)[0],
+    "port2": _PORT2.unpack,
+    "addr4x2": lambda p: (_ntop(AF_INET, p[:4]), _ntop(AF_INET, p[4:])),
+    "addr6x2": lambda p: (_ntop(AF_INET6, p[:16]), _ntop(AF_INET6, p[16:])),
+    "addr4": lambda p: _ntop(AF_INET, p),
+    "addr6": lambda p: _ntop(AF_INET6, p),
+    "le16": lambda p: _LE16.unpack(p)[0],
+    "be16": lambda p: _BE16.unpack(p)[0],
+    "be32x6": _BE32X6.unpack,
+    "be32x3": _BE32X3.unpack,
+    "cstr": _cstr,
+    "labels": _labels,
+}
+for _spec in CT_ATTRS + EXP_ATTRS:
+    _spec.unpack = _UNPACKERS[_spec.codec]
+
+
 def _unpack(codec: str, p: bytes):
-    if codec == "u8":
-        return p[0]
-    if codec == "be32":
-        return _BE32.unpack(p)[0]
-    if codec == "port2":
-        return _PORT2.unpack(p)
-    if codec == "addr4x2":
-        return _ntop(AF_INET, p[:4]), _ntop(AF_INET, p[4:])
-    if codec == "addr6x2":
-        return _ntop(AF_INET6, p[:16]), _ntop(AF_INET6, p[16:])
-    if codec == "addr4":
-        return _ntop(AF_INET, p)
-    if codec == "addr6":
-        return _ntop(AF_INET6, p)
-    if codec == "le16":
-        return _LE16.unpack(p)[0]
-    if codec == "be16":
-        return _BE16.unpack(p)[0]
-    if codec == "be32x6":
-        return _BE32X6.unpack(p)
-    if codec == "be32x3":
-        return _BE32X3.unpack(p)
-    if codec == "cstr":
-        # A name that fills its attribute without a NUL is cut to what a valid attribute can
-        # hold (the C receiver would read past the attribute; deliberate difference).
-        return p.split(b"\0", 1)[0][:len(p) - 1 if b"\0" not in p else None].decode("latin-1")
-    if codec == "labels":
-        value = 0
-        for i in range(len(p) // 4):
-            value |= _BE32.unpack_from(p, 4 * i)[0] << (32 * i)
-        return value
-    raise AssertionError(codec)
+    """Value of a raw attribute payload for codec ``codec``."""
+    return _UNPACKERS[codec](p)
 
 
 def iter_attrs(payload: bytes, table: tuple[AttrSpec, ...]) -> Iterator[tuple[AttrSpec, bytes]]:
@@ -486,7 +489,7 @@ def decode_ct_payload(payload: bytes) -> Entry:
     try:
         for spec, raw in iter_attrs(payload, CT_ATTRS):
             i = spec.id
-            v = _unpack(spec.codec, raw)
+            v = spec.unpack(raw)
             if i <= 1:
                 o.family = AF_INET6 if i else AF_INET
                 o.src, o.dst = v
@@ -623,7 +626,7 @@ def decode_exp_payload(payload: bytes) -> Expect:
     try:
         for spec, raw in iter_attrs(payload, EXP_ATTRS):
             i = spec.id
-            v = _unpack(spec.codec, raw)
+            v = spec.unpack(raw)
             if i <= 11:
                 slot, field = divmod(i, 4)  # 0 master, 1 expected, 2 mask
                 t = tup(slot)
