@@ -348,6 +348,21 @@ def test_notrack_without_loss_replicates_everything():
     assert p.converged()
 
 
+def test_notrack_peer_restarted_with_a_lower_base_is_followed():
+    """NOTRACK has no HELLO: a restarted peer whose numbers start below the old ones is first
+    refused (old numbers), then re-based on once its ALIVEs keep coming in sequence."""
+    p = Pair(params("notrack", seq=50000), params("notrack", seq=7), seed=3)
+    burst(p, 100)
+    p.run(2.0)
+    assert p.converged()
+    p.a.core = make_sync(params("notrack", seq=40000), p.now)
+    p.run(p.now + 3.5)
+    burst(p, 20, start=9000)
+    p.run(p.now + 1.0)
+    assert p.b.core.stats.rebases == 1
+    assert p.converged()
+
+
 def test_alarm_refreshes_every_entry_within_refresh_time_and_sends_no_control():
     core = make_sync(params("alarm", seq=1, refresh_time=5), 0.0)
     for i in range(200):
