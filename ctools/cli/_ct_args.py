@@ -496,7 +496,7 @@ def parse(argv: list[str], output: int = 0) -> Request:
                 raise ParamError(f"`{optarg}' unsupported protocol")
             req.proto = handler
             protos_merged.append(handler)
-            opt.longopts.extend(handler.long_options(0))
+            opt.add_longopts(handler.long_options())
             for t in (tmpl.ct.orig, tmpl.ct.reply, tmpl.exptuple, tmpl.mask):
                 t.proto = handler.protonum
         elif c == "t":

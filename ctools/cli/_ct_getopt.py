@@ -43,7 +43,8 @@ class Getopt:
             short = _SHORT_CACHE[shortopts] = self._parse_short(shortopts)
         self._short = short
         self._exact: dict[str, LongOpt] = {}
-        self._exact_len = -1
+        for opt in longopts:
+            self._exact.setdefault(opt.name, opt)
         self.optind = 1
         self._nextchar = ""
         self._first_nonopt = 1
@@ -63,6 +64,12 @@ class Getopt:
             out[c] = kind
             i += 1
         return out
+
+    def add_longopts(self, opts: list[LongOpt]) -> None:
+        """Extend the long-option table (conntrack adds a protocol's options at ``-p``)."""
+        self.longopts.extend(opts)
+        for opt in opts:
+            self._exact.setdefault(opt.name, opt)
 
     def _is_nonoption(self, i: int) -> bool:
         word = self.argv[i]
@@ -116,11 +123,6 @@ class Getopt:
     def _long(self, body: str) -> tuple[str, str | None]:
         name, eq, value = body.partition("=")
         self.optind += 1
-        if self._exact_len != len(self.longopts):   # the table grows with -p
-            self._exact = {}
-            for opt in self.longopts:
-                self._exact.setdefault(opt.name, opt)
-            self._exact_len = len(self.longopts)
         found: LongOpt | None = self._exact.get(name)
         ambiguous = False
         for opt in () if found is not None else self.longopts:
