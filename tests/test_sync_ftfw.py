@@ -311,6 +311,38 @@ def test_a_lost_startup_resync_is_sent_again():
     assert lost["n"] == 1 and p.converged()
 
 
+def test_expectations_replicate_and_are_deleted():
+    from ctools.model import Expect
+
+    def exp(i):
+        return Expect(master=Tuple(AF_INET, "192.168.10.2", "10.0.1.99", 6, 45000 + i, 21),
+                      tuple=Tuple(AF_INET, "192.168.10.2", "10.0.1.99", 6, 0, 50000 + i),
+                      mask=Tuple(AF_INET, "255.255.255.255", "255.255.255.255", 6, 0, 0xFFFF),
+                      timeout=300, flags=0, klass=0, helper="ftp")
+
+    p = Pair(params(seq=1), params(seq=2), seed=8, loss_ab=0.2)
+    for i in range(30):
+        p.a.update("new", exp(i), 0.0)
+        p.a.update("new", entry(i), 0.0)
+    p.run(4.0)
+    for i in range(10):
+        p.a.update("del", exp(i), p.now)
+    p.run(p.now + 4.0)
+    assert p.converged()
+    assert sum(1 for k in p.b.external if k[0] == "exp") == 20
+
+
+def test_older_peers_do_not_get_attributes_they_do_not_know():
+    e6 = Entry(orig=Tuple(socket.AF_INET6, "fd00::1", "fd00::2", 6, 1, 2),
+               reply=Tuple(socket.AF_INET6, "fd00::2", "fd00::99", 6, 2, 1),
+               status=0x180, zone=3, labels=1)
+    names = {s.name for s, _ in wire.iter_attrs(
+        wire.encode_ct_payload(e6, wire.EncodeOptions(peer_version=(1, 4, 3))), wire.CT_ATTRS)}
+    assert not names & {"SNAT_IPV6", "ZONE", "SYNPROXY"} and "LABELS" in names
+    names = {s.name for s, _ in wire.iter_attrs(wire.encode_ct_payload(e6), wire.CT_ATTRS)}
+    assert {"SNAT_IPV6", "ZONE", "LABELS"} <= names
+
+
 def test_c_exact_mode_keeps_the_hello_bypass():
     """hardening=False reproduces the C receiver: a HELLO with any sequence number is taken
     at once (that is what makes a forged HELLO so effective)."""

@@ -427,7 +427,8 @@ def encode_ct_payload(e: Entry, opts: EncodeOptions = DEFAULT_OPTIONS) -> bytes:
         _tlv(out, 10, bytes((m.proto or 0,)))
         if m.proto in _PORT_PROTOS and (m.sport is not None or m.dport is not None):
             _tlv(out, 11, _PORT2.pack(m.sport or 0, m.dport or 0))
-    _encode_nat(out, e, fam, v6)
+    if not (v6 and opts.peer_version < CT_ATTR_SINCE[29]):   # no IPv6 NAT before 1.4.4
+        _encode_nat(out, e, fam, v6)
     if e.seq_adj_orig is not None and e.seq_adj_reply is not None:
         _tlv(out, 16, _BE32X6.pack(*e.seq_adj_orig, *e.seq_adj_reply))
     if e.helper:
