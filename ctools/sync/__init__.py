@@ -41,7 +41,21 @@ authentication failure).
 
 Authenticated sync (all-ctools clusters): ``SyncParams(auth_key=b"...", epoch=N)`` wraps every
 datagram in an HMAC-SHA256 frame with an (epoch, counter) replay guard; see ``auth.py`` and
-docs/sync-auth.md. ``epoch`` must grow across restarts — the daemon persists it.
+docs/sync-auth.md. ``epoch`` must grow across restarts — the daemon persists it. Over TCP use
+``StreamDecoder(authenticated=True)``.
+
+Hardening of the C-compatible receiver (``guard.py``, on by default, ``hardening=False`` gives
+the C rules exactly): exact replays, stale content, implausible sequence numbers
+(``max_seq_jump``), re-base on a confirmed run (``rebase_run``), in-order hole filling,
+per-key ordering. Deliberate differences from the C daemon: docs/compat-sync.md.
+
+Introspection for ``conntrackd -s``: ``stats`` (SyncStats), ``resend_queue()`` (seq,
+description) pairs, ``tx_queue_len``; FT-FW also ``hello_state``.
+
+Modules: ``wire`` (codec, declared as data), ``core`` (params, events, shared machinery),
+``ftfw``/``alarm``/``notrack`` (one class per mode), ``guard`` (receive-side sequence state),
+``queues``, ``auth``, ``stream``, ``stats``, and ``pair`` (two cores on an in-memory seeded
+lossy link with a virtual clock, for tests and experiments).
 """
 
 from __future__ import annotations
