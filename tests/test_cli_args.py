@@ -112,3 +112,31 @@ def test_load_file_word_splitting():
                                                                'a"b c']
     with pytest.raises(CtError, match="too many arguments"):
         split_line("x " * 300)
+
+
+WORDS = ["-L", "-I", "-D", "-U", "-G", "-E", "-F", "-C", "-S", "-A", "-h", "-V", "expect",
+         "dying", "conntrack", "-s", "-d", "-r", "-q", "1.1.1.1", "::1", "1.2.3.0/24", "x",
+         "-p", "tcp", "udp", "icmp", "gre", "sctp", "dccp", "200", "256", "--sport", "--dport",
+         "--state", "ESTABLISHED", "-t", "10", "-u", "ASSURED,!SEEN_REPLY", "-m", "1/2", "-w",
+         "-o", "xml,id", "save", "json", "-n", "-g", "-j", "[::1]:80", "1.1.1.1:80", "-f",
+         "ipv6", "--mask-src", "--tuple-src", "--label", "--label-add", "--label-del", "-e",
+         "NEW", "-z", "-i", "--id", "-b", "-c", "--orig-zone", "--reply-zone", "--role",
+         "client", "--icmp-type", "--srckey", "--orig-vtag", "-a", "--", "-", "!x", "--zo",
+         "-Lexpect", "--dump=expect", "-Xz", "--src=1.1.1.1", ""]
+
+
+def test_any_word_soup_parses_or_fails_cleanly():
+    """Random command lines: a Request or a CtError, never another exception."""
+    import os
+    import random
+    rng = random.Random(1234)
+    os.environ["CTOOLS_CONNLABEL_CONF"] = "/nonexistent"
+    try:
+        for _ in range(3000):
+            argv = ["conntrack"] + [rng.choice(WORDS) for _ in range(rng.randint(0, 8))]
+            try:
+                parse(argv)
+            except CtError:
+                pass
+    finally:
+        del os.environ["CTOOLS_CONNLABEL_CONF"]

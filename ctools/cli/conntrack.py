@@ -1085,6 +1085,10 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
     except KeyboardInterrupt:
         status = 130
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, never a traceback
+        sys.stdout.flush()
+        sys.stderr.write(f"{PREFIX}internal error: {type(exc).__name__}: {exc}\n")
+        status = OTHER_PROBLEM
     return status
 
 
