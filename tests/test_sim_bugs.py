@@ -138,3 +138,35 @@ def test_hypothesis_shrunk_restart():
     sim.heal()
     assert sim.result.low_base_restarts == 1
     assert sim.settle(60.0) is not None, sim.divergence()
+
+
+def _restart_onto_the_old_last(hardening: bool) -> tuple[float | None, Simulator]:
+    # Shrunk by hypothesis (tests/test_sim_stateful.py, 150 examples): 60 % loss 0->1 for the
+    # first 1.38 s, replica 0 crashes, restarts at quiescence (t=5 s) with the clock-seeded
+    # base 1795600005 — below the 1795600024 that replica 1 last accepted from it.
+    work = WorkloadSpec(entries=15, churn_s=4.0, churn_rate=8.0)
+    sim = Simulator(SimConfig(seed=0, workload=work, hardening=hardening,
+                              liveness_bound_s=60.0))
+    sim.start()
+    sim.set_faults(0, 1, LinkFaults(loss=0.6))
+    sim.run_until(1.3825746046023024)
+    sim.crash(0)
+    sim.run_until(sim.quiescence_s())
+    sim.heal()
+    for a, b in ((0, 1), (1, 0)):
+        sim.set_faults(a, b, LinkFaults(loss=0.1, reorder=0.1))
+    return sim.settle(60.0), sim
+
+
+def test_restart_onto_the_old_last_c_rules():
+    took, sim = _restart_onto_the_old_last(hardening=False)
+    assert took is not None, sim.divergence()
+
+
+@pytest.mark.xfail(reason="ctools.sync guard (hardening on, after d4c5e82): the restarted "
+                   "peer's numbers 1795600005..24 are all OLD against the old last 1795600024 "
+                   "and silently dropped (its bulk CT_NEW for 10.0.0.19 included); from 25 on "
+                   "they look IN_SYNC, so no re-base and no NACK ever recovers them")
+def test_restart_onto_the_old_last_hardened():
+    took, sim = _restart_onto_the_old_last(hardening=True)
+    assert took is not None, sim.divergence()

@@ -92,7 +92,10 @@ class FaultSchedule(RuleBasedStateMachine):
             f"mode={sim.cfg.mode} replicas={self.n}")
 
 
+# Derandomized: `make test` runs the same 12 schedules every time (no flaky CI). To explore,
+# raise max_examples and drop derandomize, e.g. 150 examples of 20 steps take ~5 minutes; that
+# is how the restart bug in tests/test_sim_bugs.py (test_restart_onto_the_old_last_*) was found.
 FaultSchedule.TestCase.settings = settings(
-    max_examples=12, stateful_step_count=12, deadline=None,
+    max_examples=12, stateful_step_count=12, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow])
 TestFaultSchedules = FaultSchedule.TestCase
