@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
-DEBS := conntrack conntrackd nftables iproute2 iptables keepalived iputils-ping tcpdump
+DEBS := conntrack conntrackd nftables iproute2 iptables keepalived iputils-ping tcpdump logrotate
 
 .PHONY: all venv deps test demo bench fuzz lint clean
 
