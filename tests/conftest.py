@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from netns import Netns, have_root  # noqa: E402
+
+# make test is a regression gate on a loaded 2-core box: the same examples every run, no
+# wall-clock deadlines. HYPOTHESIS_PROFILE=explore searches fresh examples (use it when hunting).
+settings.register_profile("ci", derandomize=True, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", deadline=None, max_examples=500,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REF_CONNTRACK = shutil.which("conntrack", path="/usr/sbin:/sbin:/usr/bin")
 REF_CONNTRACKD = shutil.which("conntrackd", path="/usr/sbin:/sbin:/usr/bin")
