@@ -31,6 +31,7 @@ demo: deps venv
 
 bench: deps venv
 	$(VPY) bench/cli.py
+	$(VPY) bench/sync.py
 
 fuzz: venv
 	$(VPY) -m pip install -q atheris
