@@ -343,6 +343,21 @@ def test_older_peers_do_not_get_attributes_they_do_not_know():
     assert {"SNAT_IPV6", "ZONE", "LABELS"} <= names
 
 
+def test_restart_onto_the_old_numbers_with_an_ack_pending():
+    """a restarts with a base just below the numbers b last accepted from it, while b still
+    has an ACK range pending: that range must not acknowledge a's new messages b dropped as
+    old (simulator finding, hypothesis-shrunk)."""
+    p = Pair(params(seq=1000), params(seq=5), seed=2, loss_ab=0.1)
+    p.run(1.5)
+    burst(p, 15)
+    p.run(p.now + 0.2)
+    p.a.core = make_sync(params(seq=p.b.core.guard.last - 5), p.now)
+    p.a.core.bulk_send(list(p.a.internal.values()), p.now)
+    burst(p, 10, start=300)
+    p.run(p.now + 8.0)
+    assert p.converged()
+
+
 def test_c_exact_mode_keeps_the_hello_bypass():
     """hardening=False reproduces the C receiver: a HELLO with any sequence number is taken
     at once (that is what makes a forged HELLO so effective)."""

@@ -227,6 +227,12 @@ class FtfwSync(SyncMode):
         self._peer_saying = bool(h.flags & wire.F_HELLO)
         if h.flags & wire.F_HELLO:
             self._hello_back_pending = True
+            if g.strict and not saying and v.cls != G.IN_SYNC:
+                # Probably a restart: a pending ACK range is in the old incarnation's numbers
+                # and would acknowledge the new one's messages we never accepted.
+                self._ack_pending = False
+                self._window = self.params.ack_window
+                self._late.clear()
             if not g.strict:
                 # The C receiver: sequence check bypassed, resend queue dropped, window reset
                 # (we re-send instead of dropping, see _peer_restarted).
