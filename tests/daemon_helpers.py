@@ -110,6 +110,11 @@ def veth_pair():
             ns.run("ip", "addr", "add", f"{v4}/24", "dev", dev)
             ns.run("ip", "addr", "add", f"{v6}/64", "dev", dev, "nodad")
             ns.run("ip", "link", "set", dev, "up")
+        # IPv6 link-local addresses are tentative for a moment (DAD): packets sent from
+        # them meanwhile are lost, which would look like a replication failure
+        for ns in (a, b):
+            wait_for(lambda ns=ns: not ns.run("ip", "-6", "addr", "show", "tentative",
+                                               check=False).stdout.strip(), 10, 0.1)
         yield a, b
     finally:
         a.close()

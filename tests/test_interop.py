@@ -155,6 +155,13 @@ def test_ours_to_ours(link, tmp_path, transport):
 @pytest.mark.parametrize("sender,receiver", [("ours", "ref"), ("ref", "ours"),
                                              ("ours", "ours")],
                          ids=["ours-to-ref", "ref-to-ours", "ours-to-ours"])
+def test_interop_ipv6_multicast(link, tmp_path, sender, receiver):
+    _exercise(Pair(link, tmp_path, sender, receiver, "NOTRACK", "Multicast", v6=True))
+
+
+@pytest.mark.parametrize("sender,receiver", [("ours", "ref"), ("ref", "ours"),
+                                             ("ours", "ours")],
+                         ids=["ours-to-ref", "ref-to-ours", "ours-to-ours"])
 def test_notrack_tcp_without_caches(link, tmp_path, sender, receiver):
     """The upstream tcp_notrack scenario: no caches, the peer's flows go straight to the
     kernel."""
