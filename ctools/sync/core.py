@@ -221,6 +221,7 @@ class SyncMode:
         else:
             payload = bytes(datagram)
         valid = False
+        self.guard.now = now
         if self.guard.strict:
             self.guard.scan_datagram(payload)
         for item in wire.split_messages(payload):

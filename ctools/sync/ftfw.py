@@ -233,6 +233,8 @@ class FtfwSync(SyncMode):
                 self._ack_pending = False
                 self._window = self.params.ack_window
                 self._late.clear()
+                if v.cls in (G.FAR, G.OLD, G.HOLE, G.CONFLICT):
+                    g.fills_suspended_until = now + 5.0
             if not g.strict:
                 # The C receiver: sequence check bypassed, resend queue dropped, window reset
                 # (we re-send instead of dropping, see _peer_restarted).
@@ -289,8 +291,10 @@ class FtfwSync(SyncMode):
                 return False
             g.accept(v)
             # The peer may still hold it unacknowledged (its number was skipped): acknowledge
-            # it with the next timer ACK (coalesced, so reordering cannot cause an ACK storm).
-            self._late.append(h.seq)
+            # it with the next timer ACK (coalesced, so reordering cannot cause an ACK storm)
+            # — unless a restart is suspected: then the number may be the new incarnation's.
+            if now >= g.fills_suspended_until:
+                self._late.append(h.seq)
             if r == DATA:
                 self._decode_and_apply(h, msg, events, v)
             return True

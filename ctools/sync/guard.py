@@ -109,6 +109,11 @@ class ReceiveGuard:
         self._tombs = _Lru(mem)
         self._run: list = []
         self.tainted = False    # the current datagram repeats a message we already have
+        self.now = 0.0          # time of the datagram being processed (set by the core)
+        # After a HELLO we could not place (probably a restart, not yet confirmed) a message
+        # that fits a gap of the old numbering may belong to the new one: FT-FW does not
+        # acknowledge such fills for a while (the sender re-sends what stays unacknowledged).
+        self.fills_suspended_until = float("-inf")
 
     # -- classification ---------------------------------------------------------------------
 
@@ -208,6 +213,7 @@ class ReceiveGuard:
     def rebase_all(self) -> None:
         """The peer's sequence space restarted: forget holes, suspects and the run."""
         self.gen += 1
+        self.fills_suspended_until = float("-inf")
         self._holes.clear()
         self._suspects.clear()
         self._run.clear()
