@@ -146,7 +146,7 @@ def config(mode: str, transport: str, side: int, v6: bool = False, mode_extra: s
 
 
 def flows_in(text: str) -> set[str]:
-    return {m.group(1) for m in re.finditer(r"src=(192\.168\.7\.\d+) ", text)}
+    return {m.group(1) for m in re.finditer(r"src=(192\.168\.7\.\d+)[ <]", text)}
 
 
 def kernel_flows(ns) -> set[str]:

@@ -224,3 +224,35 @@ def test_expectation_sync(link, tmp_path, sender, receiver):
         for ns in link:
             ns.run("conntrack", "-F", "expect", check=False)
             ns.run("nft", "delete", "table", "inet", "ctdftp", check=False)
+
+
+def test_external_dumps_identical(link, tmp_path):
+    """One reference sender, two receivers on the same multicast group (the reference and
+    ours, side by side in one namespace): ``-e`` and ``-e -x`` print the same lines."""
+    import re
+
+    a, b = link
+    for ns in link:
+        ns.run("conntrack", "-F", check=False)
+    tx = Replica(a, _impl("ref"), tmp_path, "tx", config("NOTRACK", "Multicast", 0))
+    ref = Replica(b, _impl("ref"), tmp_path, "rxref", config("NOTRACK", "Multicast", 1))
+    ours = Replica(b, OURS, tmp_path, "rxours", config("NOTRACK", "Multicast", 1))
+    for r in (ref, ours, tx):
+        r.start()
+    try:
+        for src in FLOWS:
+            a.run("conntrack", "-I", "-s", src, "-d", "192.168.8.1", "-p", "udp",
+                  "--sport", "53000", "--dport", "53", "-t", "300", "-m", "3")
+        a.run("conntrack", "-I", "-s", "192.168.7.9", "-d", "192.168.8.1", "-p", "icmp",
+              "--icmp-type", "8", "--icmp-code", "0", "--icmp-id", "77", "-t", "30")
+        want = set(FLOWS) | {"192.168.7.9"}
+        for r in (ref, ours):
+            assert wait_for(lambda r=r: _flows(r.out("-e")) == want, 8, 0.2), r.out("-e")
+        strip = re.compile(r" \[active since \d+s\]")
+        for args in (["-e"], ["-e", "-x"]):
+            mine = sorted(strip.sub("", ln) for ln in ours.out(*args).splitlines())
+            theirs = sorted(strip.sub("", ln) for ln in ref.out(*args).splitlines())
+            assert mine == theirs, args
+    finally:
+        for r in (tx, ours, ref):
+            r.stop()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from ctools.format.text import format_entry, format_expect
 from ctools.format.xml import format_entry_xml, format_expect_xml
-from ctools.model import Entry, Expect
+from ctools.model import Entry, Expect, Tuple
+
+# what the reference prints for an entry received without reply tuple: an empty, unknown one
+_NO_REPLY = Tuple(family=0, src="", dst="", proto=0)
 
 
 def _without_timeout(fn, obj, *args, **kw) -> str:
@@ -47,9 +50,12 @@ def dump_cache(cache, now: float, xml: bool, expiry: bool) -> str:
     rebuild = not cache.keep_reply
     for o in cache:
         e = o.entry
+        placeholder = xml and not rebuild and isinstance(e, Entry) and e.reply is None
         saved = e.reply if rebuild else None
         if rebuild:
             e.reply = full_reply(e)
+        elif placeholder:
+            e.reply = _NO_REPLY
         try:
             if xml:
                 out.append(cache_xml(e))
@@ -57,6 +63,6 @@ def dump_cache(cache, now: float, xml: bool, expiry: bool) -> str:
                 exp = int(cache.lifetime - (now - o.last)) if expiry else None
                 out.append(cache_line(e, int(now - o.since), exp))
         finally:
-            if rebuild:
+            if rebuild or placeholder:
                 e.reply = saved
     return "".join(out)
