@@ -237,7 +237,10 @@ def test_external_dumps_identical(link, tmp_path):
     tx = Replica(a, _impl("ref"), tmp_path, "tx", config("NOTRACK", "Multicast", 0))
     ref = Replica(b, _impl("ref"), tmp_path, "rxref", config("NOTRACK", "Multicast", 1))
     ours = Replica(b, OURS, tmp_path, "rxours", config("NOTRACK", "Multicast", 1))
-    for r in (ref, ours, tx):
+    # and our sender next to the reference sender (on another group: it is only watched)
+    ours_tx = Replica(a, OURS, tmp_path, "txours",
+                      config("NOTRACK", "Multicast", 0).replace("Group 3781", "Group 3782"))
+    for r in (ref, ours, tx, ours_tx):
         r.start()
     try:
         for src in FLOWS:
@@ -253,6 +256,12 @@ def test_external_dumps_identical(link, tmp_path):
             mine = sorted(strip.sub("", ln) for ln in ours.out(*args).splitlines())
             theirs = sorted(strip.sub("", ln) for ln in ref.out(*args).splitlines())
             assert mine == theirs, args
+        # the internal caches list the same local flows (the multicast link flows included)
+        for args in (["-i"], ["-i", "-x"]):
+            mine = sorted(strip.sub("", ln) for ln in ours_tx.out(*args).splitlines())
+            theirs = sorted(strip.sub("", ln) for ln in tx.out(*args).splitlines())
+            assert [ln for ln in mine if "192.168.7." in ln] == \
+                [ln for ln in theirs if "192.168.7." in ln], args
     finally:
-        for r in (tx, ours, ref):
+        for r in (tx, ours_tx, ours, ref):
             r.stop()

@@ -14,12 +14,13 @@ from ctools.daemon.stats import CacheCounters
 from ctools.model import IPS_DST_NAT, IPS_SRC_NAT, Entry, Expect, Tuple
 
 # attributes a cache never keeps: they change on every packet and are not replicated
-_VOLATILE = ("orig_packets", "orig_bytes", "reply_packets", "reply_bytes", "use", "id")
+# (the kernel id is kept: ``-i -x`` shows it, and the sync wire format ignores it)
+_VOLATILE = ("orig_packets", "orig_bytes", "reply_packets", "reply_bytes", "use")
 _MERGE_FIELDS = tuple(f for f in Entry.__slots__ if f not in _VOLATILE and f != "orig")
 
 
 def strip_volatile(entry: Entry) -> Entry:
-    """Drop counters/use/id in place (the caches do not track them)."""
+    """Drop counters and use count in place (the caches do not track them)."""
     for name in _VOLATILE:
         setattr(entry, name, None)
     return entry
