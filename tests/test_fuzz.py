@@ -289,3 +289,27 @@ def test_finding_c_text_formatter_entry_without_tuples() -> None:
         if line is not None:
             assert line == format_entry(codec.decode_entry_py(payload), 0, None, None,
                                         now=1_700_000_000)
+
+
+@pytest.mark.xfail(strict=True, reason="open: wire accepts an expectation it cannot encode "
+                   "(sync engineer)")
+def test_finding_wire_expectation_without_addresses() -> None:
+    """receiver_wire found it: an EXP_UPD message whose expected tuple carries ports but no
+    addresses decodes to ``Expect(tuple=Tuple(sport=0, dport=0))``; encoding it again (what a
+    bulk send of that expectation would do) raises TypeError inside ``_addr``. Either the
+    decoder refuses it (ProtocolError) or the encoder handles it."""
+    from ctools.sync import wire
+
+    data = (REGRESSIONS / "receiver_wire" / "exp-tuple-without-addresses").read_bytes()
+    for item in wire.split_messages(data):
+        if isinstance(item, wire.ProtocolError) or not item[0].is_data:
+            continue
+        header, off = item
+        try:
+            kind, obj = wire.decode_data(header, data[off:off + header.length])
+        except wire.ProtocolError:
+            continue                # refusing it is a fix too
+        try:
+            wire.encode_message(kind, obj, header.seq)
+        except (ValueError, wire.ProtocolError):
+            pass                    # a clean refusal is a fix too
