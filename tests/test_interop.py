@@ -256,6 +256,11 @@ def test_external_dumps_identical(link, tmp_path):
             mine = sorted(strip.sub("", ln) for ln in ours.out(*args).splitlines())
             theirs = sorted(strip.sub("", ln) for ln in ref.out(*args).splitlines())
             assert mine == theirs, args
+        # the same messages received: the same cache statistics and message tracking
+        # (the link's "sent" numbers depend on when each sent its last ALIVE)
+        sent = re.compile(r"^ *\d+ (Bytes|Pckts) sent", re.M)
+        assert sent.sub("", ours.out("-s")) == sent.sub("", ref.out("-s"))
+        assert ours.out("-s", "cache") == ref.out("-s", "cache")
         # the internal caches list the same local flows (the multicast link flows included)
         for args in (["-i"], ["-i", "-x"]):
             mine = sorted(strip.sub("", ln) for ln in ours_tx.out(*args).splitlines())
