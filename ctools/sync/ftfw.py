@@ -152,6 +152,13 @@ class FtfwSync(SyncMode):
     # -- transmit ---------------------------------------------------------------------------
 
     def _transmit_round(self) -> None:
+        if self._late:
+            # acknowledge late fills with the next transmission (the alive timer does not
+            # expire while we keep sending; left waiting, such a range can outlive a restart
+            # of the peer and then delete its new messages — simulator, swarm seed 49)
+            for lo, hi in _ranges(self._late)[:8]:
+                self._put_ctl(CtlItem(wire.F_ACK, lo, hi))
+            self._late.clear()
         ctl, fifo = self._ctl, self._tx.fifo
         rs, cap = self._rs, self.params.resend_queue_size
         # Flow control (the C sender has none): objects leave only while the resend queue has
@@ -233,6 +240,7 @@ class FtfwSync(SyncMode):
                 self._ack_pending = False
                 self._window = self.params.ack_window
                 self._late.clear()
+                self._drop_stale_controls()
                 if v.cls in (G.FAR, G.OLD, G.HOLE, G.CONFLICT):
                     g.fills_suspended_until = now + 5.0
             if not g.strict:
@@ -423,6 +431,17 @@ class FtfwSync(SyncMode):
             else:
                 it.where = None
         self._rs.clear()
+
+    def _drop_stale_controls(self) -> None:
+        """Our ACK/NACK ranges name the peer's old numbers: re-sent to a restarted peer they
+        would acknowledge (delete) or request messages of its new numbering (found by the
+        simulator, swarm seed 49). Drop them from the resend and tx queues."""
+        for seq in [s for s, it in self._rs.items()
+                    if isinstance(it, CtlItem) and it.flags & (wire.F_ACK | wire.F_NACK)]:
+            self._rs.pop(seq).where = None
+        keep = deque(it for it in self._ctl if not it.flags & (wire.F_ACK | wire.F_NACK))
+        self._ctl.clear()
+        self._ctl.extend(keep)
 
     def _peer_epoch_changed(self, now: float, events: list) -> None:
         self._peer_restarted(events)
