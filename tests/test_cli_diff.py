@@ -275,6 +275,34 @@ ERRORS = r"""
 -D -s 1.1.1.1 -t 5 -p tcp --state ESTABLISHED --tuple-port-src 1
 -L -s 1.1.1.1 --label-add x
 -R /nonexistent/file
+-L -u !UNREPLIED
+-L -u ASSURED,!FOO,x
+-L -u !,
+-s 1.1.1.1 -L
+-L -p tcp -p udp --sport 1
+-L -p tcp --sport=10
+-L --src-nat=1.2.3.4
+-L -n1.2.3.4
+-L -u assured
+-L -o EXT
+-E -e all -o bogus
+-L -m 0x10/0xf0 -m 3
+-L -t
+-I -s 1.1.1.1 -d 2.2.2.2 -p tcp --sport 1 --dport 2 --state SYN_SENT --state BAD -t 5
+--dump --dump
+-L --or 1.1.1.1
+-L --reply 1.1.1.1
+-L -p tcp --reply-port 1
+-L -p tcp --mask-port-src 1
+-D expect -s 1.1.1.1 -d 2.2.2.2 -p gre --srckey 1 --dstkey 2
+-U -p sctp --orig-vtag 1 -s 9.9.9.9
+-L -f ''
+-L -p ''
+-L -s ''
+-L -o ''
+-V -p tcp
+-L -b 100
+-L --reply-zone
 """
 
 

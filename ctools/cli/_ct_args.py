@@ -284,7 +284,8 @@ def parse_keywords(arg: str, table: tuple, warnings: list[str],
                         value |= bit
                     break
             else:
-                raise ParamError(f"Bad parameter `{rest}'")
+                # a negated token is reported without its "!"
+                raise ParamError(f"Bad parameter `{rest[1:] if negate else rest}'")
         if comma < 0:
             break
         pos = comma + 1
