@@ -9,6 +9,8 @@ receiver re-converges.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from conftest import REF_CONNTRACKD, need_root
 from daemon_helpers import (
@@ -270,3 +272,54 @@ def test_external_dumps_identical(link, tmp_path):
     finally:
         for r in (tx, ours_tx, ours, ref):
             r.stop()
+
+
+def _two_links(side: int, mode: str = "FTFW") -> str:
+    me, peer = ("10.79.0.1", "10.79.0.2")[side], ("10.79.0.1", "10.79.0.2")[1 - side]
+    body = config(mode, "UDP", side)
+    second = (f"UDP {{\n IPv4_address {me}\n IPv4_Destination_Address {peer}\n Port 3790\n"
+              f" Interface {('ctdwa', 'ctdwb')[side]}\n}}\n")
+    return body.replace("UDP {", "UDP Default {", 1).rstrip()[:-1] + second + "}\n"
+
+
+@pytest.mark.parametrize("sender,receiver", [("ours", "ref"), ("ref", "ours")],
+                         ids=["ours-to-ref", "ref-to-ours"])
+def test_link_failover(link, tmp_path, sender, receiver):
+    """Two dedicated links: when the active one goes down, both sides move to the other
+    and replication goes on."""
+    a, b = link
+    subprocess.run(["ip", "link", "add", "ctdwa", "netns", a.name, "type", "veth", "peer",
+                    "name", "ctdwb", "netns", b.name], check=True)
+    try:
+        for ns, dev, addr in ((a, "ctdwa", "10.79.0.1"), (b, "ctdwb", "10.79.0.2")):
+            ns.run("ip", "addr", "add", f"{addr}/24", "dev", dev)
+            ns.run("ip", "link", "set", dev, "up")
+        pair = Pair(link, tmp_path, sender, receiver, "FTFW", "UDP")
+        pair.tx.conf.write_text(pair.tx.conf.read_text().split("Sync {")[0] + "Sync"
+                                + _two_links(0).split("Sync", 1)[1])
+        pair.rx.conf.write_text(pair.rx.conf.read_text().split("Sync {")[0] + "Sync"
+                                + _two_links(1).split("Sync", 1)[1])
+        pair.start()
+        try:
+            pair.add_flows(FLOWS[:1])
+            assert pair.wait_external(set(FLOWS[:1])) == set(FLOWS[:1])
+            assert "device=ctdvb status=RUNNING role=ACTIVE" in pair.rx.out("-s", "link")
+            a.run("ip", "link", "set", "ctdva", "down")      # the peer loses carrier
+            assert wait_for(lambda: "role=ACTIVE" in pair.tx.out("-s", "link").split(
+                "device=ctdwa")[1].split("\n")[0], 8, 0.2), pair.tx.out("-s", "link")
+            pair.add_flows(FLOWS[1:])
+            assert pair.wait_external(set(FLOWS), 10) == set(FLOWS)
+            assert "device=ctdwb status=RUNNING role=ACTIVE" in pair.rx.out("-s", "link")
+            mine = pair.tx if pair.tx.ours else pair.rx
+            if mine is pair.tx:
+                assert "device `ctdwa' becomes dedicated link" in mine.log_text()
+        finally:
+            pair.stop()
+    finally:
+        a.run("ip", "link", "set", "ctdva", "up", check=False)
+        a.run("ip", "link", "del", "ctdwa", check=False)
+        wait_for(lambda: "state UP" in a.run("ip", "link", "show", "ctdva").stdout.decode(),
+                 10, 0.2)
+        for ns in link:     # link-local addresses go through DAD again after the flap
+            wait_for(lambda ns=ns: not ns.run("ip", "-6", "addr", "show", "tentative",
+                                               check=False).stdout.strip(), 10, 0.1)
