@@ -570,9 +570,13 @@ class Runner:
         tm = self.req.tmpl
         master = _tuple_for_kernel(tm.ct.orig)
         exptuple = _copy_tuple(tm.exptuple)
-        exptuple.proto = master.proto
         mask = _copy_tuple(tm.mask)
-        mask.proto = master.proto
+        if master.proto in (6, 17, 136, 132, 33, 47):
+            exptuple.proto = mask.proto = master.proto
+        else:
+            # no --tuple-* options for these: the C tool sends protocol 0 for the expected
+            # tuple and the mask (and a zero ICMP type/code/id in the master)
+            exptuple.proto = mask.proto = 0
         mask.family = exptuple.family
         x = Expect(master=master, tuple=exptuple, mask=mask, timeout=tm.ct.timeout)
         if tm.ct.status is not None:
@@ -654,12 +658,16 @@ def _invert(t: Tuple) -> Tuple:
 
 
 def _tuple_for_kernel(t: Tuple) -> Tuple:
-    """A lookup tuple: ports default to 0 for port protocols (the C tool sends them)."""
+    """A lookup tuple: ports (ICMP type/code/id) default to 0, as the C tool sends them."""
     k = _copy_tuple(t)
     k.zone = None
     if k.proto in (6, 17, 136, 132, 33, 47):
         k.sport = k.sport or 0
         k.dport = k.dport or 0
+    elif k.proto in (1, 58):
+        k.icmp_type = k.icmp_type or 0
+        k.icmp_code = k.icmp_code or 0
+        k.icmp_id = k.icmp_id or 0
     return k
 
 
