@@ -323,3 +323,21 @@ def test_link_failover(link, tmp_path, sender, receiver):
         for ns in link:     # link-local addresses go through DAD again after the flap
             wait_for(lambda ns=ns: not ns.run("ip", "-6", "addr", "show", "tentative",
                                                check=False).stdout.strip(), 10, 0.1)
+
+
+def test_polling_mode(link, tmp_path):
+    """``PollSecs``: no events, the table is re-read every second; new flows and vanished
+    ones reach the peer (a reference receiver)."""
+    pair = Pair(link, tmp_path, "ours", "ref", "FTFW", "UDP")
+    pair.tx.conf.write_text(pair.tx.conf.read_text().replace(
+        "  Filter From", "  PollSecs 1\n  Filter From", 1))
+    pair.start()
+    try:
+        assert "running in polling mode" in pair.tx.log_text()
+        pair.add_flows()
+        assert pair.wait_external(set(FLOWS)) == set(FLOWS)
+        pair.a.run("conntrack", "-D", "-s", FLOWS[0], check=False)
+        assert pair.wait_external(set(FLOWS[1:])) == set(FLOWS[1:])
+        assert "events received:\t                   0" in pair.tx.out("-s", "runtime")
+    finally:
+        pair.stop()
