@@ -13,12 +13,12 @@ _ctools_conntrack()
     fi
 
     local commands="-L --dump -G --get -D --delete -I --create -A --add -U --update
-        -E --event -F --flush -C --count -S --stats -R --load-file -h --help -V --version"
+        -E --event -F --flush -C --counter -S --stats -R --load-file -h --help -V --version"
     local options="-s --src --orig-src -d --dst --orig-dst -r --reply-src -q --reply-dst
         -p --protonum -f --family -t --timeout -u --status -m --mark -c --secmark
         -w --zone --orig-zone --reply-zone -l --label --label-add --label-del
         -n --src-nat -g --dst-nat -j --any-nat -z --zero -e --event-mask -o --output
-        -b --buffer-size -i --id --mask-src --mask-dst --tuple-src --tuple-dst --helper"
+        -b --buffer-size -i --id --mask-src --mask-dst --tuple-src --tuple-dst"
 
     # Protocol options exist only once -p PROTO is on the line.
     local i proto=""
@@ -42,14 +42,14 @@ _ctools_conntrack()
             ;;
         icmp | 1) options+=" --icmp-type --icmp-code --icmp-id" ;;
         icmpv6 | 58) options+=" --icmpv6-type --icmpv6-code --icmpv6-id" ;;
-        gre | 47) options+=" --srckey --dstkey --tuple-key-src --tuple-key-dst" ;;
+        gre | 47) options+=" --srckey --dstkey --reply-key-src --reply-key-dst --mask-key-src --mask-key-dst --tuple-key-src --tuple-key-dst" ;;
     esac
 
     case $prev in
         -L | --dump)
             COMPREPLY=($(compgen -W "conntrack expect dying unconfirmed" -- "$cur")); return ;;
         -G | --get | -D | --delete | -I | --create | -E | --event | -F | --flush | \
-        -C | --count | -S | --stats)
+        -C | --counter | -S | --stats)
             if [[ $cur != -* ]]; then
                 COMPREPLY=($(compgen -W "conntrack expect" -- "$cur")); return
             fi ;;
@@ -96,7 +96,7 @@ _ctools_conntrack()
     for w in "${words[@]:1:cword-1}"; do
         case $w in
             -[LGDIAUEFCSRhV]* | --dump | --get | --delete | --create | --add | --update | \
-            --event | --flush | --count | --stats | --load-file) have_cmd=1 ;;
+            --event | --flush | --counter | --stats | --load-file) have_cmd=1 ;;
         esac
     done
     if [[ -z $have_cmd ]]; then
