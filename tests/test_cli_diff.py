@@ -376,7 +376,12 @@ WRITES = [
           "-I -s 5.5.5.13 -d 6.6.6.6 -p tcp --sport 1 --dport 2 --state ESTABLISHED -t 300 "
           "--src-nat 7.7.7.7:77",
           "-I -s ::5 -d ::6 -p udp --sport 1 --dport 2 -t 300 -u SEEN_REPLY,ASSURED",
-          "-I -s 5.5.5.14 -d 6.6.6.6 -p 200 -t 300 -u SEEN_REPLY --reply-zone 8"]),
+          "-I -s 5.5.5.14 -d 6.6.6.6 -p 200 -t 300 -u SEEN_REPLY --reply-zone 8",
+          "-I -s 5.5.5.15 -d 6.6.6.6 -p icmp --icmp-type 8 --icmp-code 0 -t 300",
+          "-G -s 5.5.5.15 -d 6.6.6.6 -p icmp --icmp-type 8 --icmp-code 0",
+          "-I expect -s 5.5.5.15 -d 6.6.6.6 -p icmp -t 5 --tuple-src 1.1.1.1 "
+          "--tuple-dst 2.2.2.2 --mask-src 255.255.255.255 --mask-dst 255.255.255.255",
+          "-I -s ::7 -d ::8 -p icmpv6 --icmpv6-type 128 --icmpv6-code 0 -t 300 -m 4"]),
     (TABLE, ["-D -p tcp -s 1.1.1.1", "-D -s 1.1.1.1", "-D -m 42/0xff", "-D -w 7",
              "-D -s 1.1.1.0/24 -p udp", "-D -f ipv6 -p icmpv6", "-D -g 3.3.3.3",
              "-D -u SEEN_REPLY -o save", "-D -p sctp -o xml", "-D -p gre -o extended",

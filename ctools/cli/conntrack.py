@@ -370,6 +370,8 @@ class Runner:
         o = req.options
         if o & {"src", "dst"}:
             orig = _copy_tuple(t.orig)
+            if orig.proto in (1, 58) and orig.icmp_id is None:
+                orig.icmp_id = 0     # the kernel needs one; the C tool sends 0
             reply = _invert(orig)
         else:
             reply = _copy_tuple(t.reply)
