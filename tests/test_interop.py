@@ -10,6 +10,7 @@ receiver re-converges.
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 from conftest import REF_CONNTRACKD, need_root
@@ -339,5 +340,35 @@ def test_polling_mode(link, tmp_path):
         pair.a.run("conntrack", "-D", "-s", FLOWS[0], check=False)
         assert pair.wait_external(set(FLOWS[1:])) == set(FLOWS[1:])
         assert "events received:\t                   0" in pair.tx.out("-s", "runtime")
+    finally:
+        pair.stop()
+
+
+def test_kernel_flush_and_purge_are_local(link, tmp_path):
+    """``-F`` and the ``-t`` purge empty our kernel table (filtered flows are kept) and
+    internal cache, and tell the peer nothing."""
+    pair = Pair(link, tmp_path, "ours", "ref", "FTFW", "UDP",
+                mode_extra="PurgeTimeout 1\n")
+    pair.start()
+    try:
+        pair.add_flows()
+        assert pair.wait_external(set(FLOWS)) == set(FLOWS)
+        link_flows = [ln for ln in pair.a.run("conntrack", "-L").stdout.decode().splitlines()
+                      if "10.77.0." in ln]
+        pair.tx.ask("-F")
+        assert wait_for(lambda: not kernel_flows(pair.a), 5, 0.2)
+        after = pair.a.run("conntrack", "-L").stdout.decode()
+        assert bool(link_flows) == ("10.77.0." in after)            # filtered: kept
+        assert "flushing kernel conntrack table" in pair.tx.log_text()
+        time.sleep(1.5)
+        assert flows_in(pair.external()) == set(FLOWS)              # nothing was sent
+        pair.add_flows(FLOWS[:1])
+        assert wait_for(lambda: FLOWS[0] in pair.tx.out("-i"), 5, 0.2)
+        pair.tx.ask("-t")
+        assert "flushing conntrack table in 1 secs" in pair.tx.log_text()
+        assert wait_for(lambda: "flushing kernel conntrack table (scheduled)"
+                        in pair.tx.log_text(), 5, 0.2)
+        assert wait_for(lambda: not kernel_flows(pair.a), 5, 0.2)
+        assert not flows_in(pair.tx.out("-i"))
     finally:
         pair.stop()
