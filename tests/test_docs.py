@@ -700,3 +700,28 @@ def test_conntrackd_completion_offers_only_real_options() -> None:
             if done.status != 0 or word not in ("-v", "-h"):
                 bad.append(word)
     assert not bad, f"the completion offers options our conntrackd refuses: {bad}"
+
+
+def test_conntrack_man_page_names_only_real_options() -> None:
+    """Every long option conntrack(8) names is known to our parser (as in the completion)."""
+    args = pytest.importorskip("ctools.cli._ct_args",
+                               reason="our conntrack is not in the tree yet")
+    from ctools.cli._ct_errors import CtError
+
+    page = (ROOT / "man" / "conntrack.8").read_text().replace("\\-", "-")
+    named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", page))
+    assert {"--dump", "--sport", "--state", "--label-add"} <= named
+    unknown = []
+    for word in sorted(named - {"--load-file"}):
+        known = False
+        for proto in ("tcp", "sctp", "dccp", "icmp", "icmpv6", "gre"):
+            try:
+                args.parse(["conntrack", "-p", proto, word, "1"])
+                known = True
+            except CtError as exc:
+                known = not exc.msg.startswith("unknown option")
+            if known:
+                break
+        if not known:
+            unknown.append(word)
+    assert not unknown, f"conntrack(8) names options our conntrack does not know: {unknown}"
