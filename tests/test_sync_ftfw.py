@@ -141,6 +141,18 @@ def test_gap_is_nacked_and_retransmitted_with_current_state_and_new_seqs():
     assert applied[0].timeout == 7 and len(applied) == len(lost)
 
 
+def test_ranges_from_a_peer_that_has_not_answered_our_hello_are_ignored():
+    """Before HELLO_BACK the peer's ACK ranges name our previous incarnation's numbers."""
+    a = make_sync(params(seq=100), 0.0)
+    for i in range(3):
+        a.local_update("new", entry(i), 0.0)
+    a.outgoing(0.0)
+    a.receive(wire.encode_control(wire.F_ACK, 7, 100, 102), 0.1)
+    assert len(a.resend_queue()) == 3
+    a.receive(wire.encode_control(wire.F_ACK | wire.F_HELLO_BACK, 8, 100, 102), 0.2)
+    assert a.resend_queue() == [] and a.hello_state == "done"
+
+
 def test_hello_back_flags_are_piggybacked_on_data():
     a = make_sync(params(seq=10), 0.0)
     b = make_sync(params(seq=20), 0.0)
@@ -261,7 +273,8 @@ def test_nack_for_messages_no_longer_in_the_resend_queue_asks_for_a_bulk_send():
         a._put_ctl(CtlItem(wire.F_ACK, k, k))
     a.outgoing(0.1)
     assert a.stats.rs_dropped > 0
-    events = a.receive(wire.encode_control(wire.F_NACK, 5000, 100, 103), 0.2)
+    # (HELLO_BACK: the peer has seen our HELLO, so its ranges are in our numbering)
+    events = a.receive(wire.encode_control(wire.F_NACK | wire.F_HELLO_BACK, 5000, 100, 103), 0.2)
     assert any(isinstance(ev, ResyncRequested) and ev.reason == "lost" for ev in events)
 
 
