@@ -9,6 +9,7 @@ receiver re-converges.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -370,5 +371,43 @@ def test_kernel_flush_and_purge_are_local(link, tmp_path):
                         in pair.tx.log_text(), 5, 0.2)
         assert wait_for(lambda: not kernel_flows(pair.a), 5, 0.2)
         assert not flows_in(pair.tx.out("-i"))
+    finally:
+        pair.stop()
+
+
+def test_authenticated_sync(link, tmp_path):
+    """``Options { AuthenticationKeyFile }`` between two ctools replicas: replication works,
+    the epoch grows across restarts, and an unauthenticated (reference) sender is refused."""
+    key = tmp_path / "sync.key"
+    key.write_text("0123456789abcdef0123456789abcdef\n")
+    key.chmod(0o600)
+    pair = Pair(link, tmp_path, "ours", "ours", "FTFW", "UDP")
+    for r in (pair.tx, pair.rx):
+        r.conf.write_text(r.conf.read_text().replace(
+            "Sync {", f"Sync {{\n Options {{ AuthenticationKeyFile {key} }}"))
+    pair.start()
+    try:
+        pair.add_flows()
+        assert pair.wait_external(set(FLOWS)) == set(FLOWS)
+        epoch = int((tmp_path / "sync.key.epoch").read_text())
+        assert pair.tx.stop() == 0
+        pair.tx.start()
+        assert int((tmp_path / "sync.key.epoch").read_text()) > epoch
+        pair.tx.ask("-B")
+        assert pair.wait_external(set(FLOWS)) == set(FLOWS)
+        if REF_CONNTRACKD is not None:
+            # the reference, without the key, on the sender's address: refused and counted
+            assert pair.tx.stop() == 0
+            plain = Replica(pair.a, [REF_CONNTRACKD], tmp_path, "plain",
+                            config("FTFW", "UDP", 0))
+            plain.start()
+            try:
+                pair.add_flows(["192.168.7.8"])
+                time.sleep(2)
+                assert "192.168.7.8" not in flows_in(pair.external())
+                recv = json.loads(pair.rx.out("--json", "-s", "network"))["recv"]
+                assert recv["auth_failed"] > 0, recv
+            finally:
+                plain.stop()
     finally:
         pair.stop()
