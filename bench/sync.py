@@ -101,6 +101,21 @@ class Daemon:
         nums = [int(n) for n in re.findall(r"current active connections:\t\s*(\d+)", text)]
         return (nums[0], nums[1]) if len(nums) >= 2 else (-1, -1)
 
+    def packets_in(self) -> int:
+        m = re.search(r"(\d+) Pckts recv", self.ask("-s").stdout)
+        return int(m.group(1)) if m else -1
+
+    def settle(self, limit: float = 60) -> None:
+        """Wait until the link is quiet (only keep-alives) so the next step runs alone."""
+        last = self.packets_in()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < limit:
+            time.sleep(1.0)
+            now = self.packets_in()
+            if now - last <= 2:
+                return
+            last = now
+
     def rss_mb(self) -> float:
         with open(f"/proc/{self.proc.pid}/status") as fh:
             for line in fh:
@@ -183,6 +198,8 @@ def one_impl(label: str, argv0: list[str], entries: int, loss_entries: int,
         res["burst_external"] = rx.counts()[1]
         res["rss_sender_mb"] = round(tx.rss_mb(), 1)
         res["rss_receiver_mb"] = round(rx.rss_mb(), 1)
+        rx.settle()
+        tx.settle()
         # commit
         t0 = time.monotonic()
         rx.ask("-c", timeout=600)
@@ -191,6 +208,7 @@ def one_impl(label: str, argv0: list[str], entries: int, loss_entries: int,
         # loss runs: fresh flows each time
         base = entries
         for pct in losses:
+            rx.settle()
             set_loss(a, pct)
             t0 = time.monotonic()
             a.run(sys.executable, "-c", INJECT, str(loss_entries), str(base))
@@ -246,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             "rss_sender_mb", "rss_receiver_mb"]
     for pct in losses:
         keys += [f"loss{pct}_s", f"loss{pct}_external"]
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print("| measure | " + " | ".join(r["impl"] for r in results) + " |")
     print("|---|" + "---|" * len(results))
     for k in keys:
