@@ -212,12 +212,10 @@ def one_impl(label: str, argv0: list[str], entries: int, loss_entries: int,
             set_loss(a, pct)
             t0 = time.monotonic()
             a.run(sys.executable, "-c", INJECT, str(loss_entries), str(base))
-            want = rx.counts()[1] + 0  # before: may include part of this burst already
-            target = entries + (base - entries) + loss_entries
+            target = base + loss_entries        # every flow created so far
             took = wait_until(lambda t=target: rx.counts()[1] >= t, 120, 0.5)
             res[f"loss{pct}_s"] = None if took is None else round(time.monotonic() - t0, 2)
             res[f"loss{pct}_external"] = rx.counts()[1] - (target - loss_entries)
-            del want
             base += loss_entries
             set_loss(a, 0)
     finally:
