@@ -8,6 +8,7 @@ effective settings and ``argv()`` the exact ``ctsim run`` command that reproduce
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -90,7 +91,15 @@ class SimConfig:
         if self.liveness_bound_s is not None:
             return self.liveness_bound_s
         if self.mode == "alarm":
-            return float(self.refresh_time + self.cache_timeout + 10)
+            # Lost deletes wait for CacheTimeout; a lost update waits for a refresh that gets
+            # through: allow enough refresh periods that every entry's chance of still being
+            # unrepaired is below 1/1000 in total (loss p per refresh).
+            periods = 1
+            p = self.faults.loss
+            if p > 0:
+                entries = max(1, self.workload.entries * self.replicas * 2)
+                periods = max(1, math.ceil(math.log(1e-3 / entries) / math.log(p)))
+            return float(self.cache_timeout + self.refresh_time * periods + 10)
         return 60.0
 
     def describe(self) -> str:
