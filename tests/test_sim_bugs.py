@@ -2,8 +2,7 @@
 
 Each test names the swarm seed (or hypothesis run) that found the bug and says what went wrong.
 They were committed as ``xfail`` while the bugs were open in ctools.sync and turned into plain
-tests when the fixes landed (sync commits 03483c1 and d4c5e82, and the hardened receiver of
-156a05e). A new, still-open bug goes here as ``@pytest.mark.xfail(reason=...)`` (not strict, so
+tests when the fixes landed (sync commits 03483c1, d4c5e82, be43618 and 9183dbc). A new, still-open bug goes here as ``@pytest.mark.xfail(reason=...)`` (not strict, so
 a fix landing in the shared tree shows up as XPASS in ``pytest -ra`` instead of turning
 ``make test`` red), next to a passing control where one makes sense.
 """
@@ -163,10 +162,10 @@ def test_restart_onto_the_old_last_c_rules():
     assert took is not None, sim.divergence()
 
 
-@pytest.mark.xfail(reason="ctools.sync guard (hardening on, after d4c5e82): the restarted "
-                   "peer's numbers 1795600005..24 are all OLD against the old last 1795600024 "
-                   "and silently dropped (its bulk CT_NEW for 10.0.0.19 included); from 25 on "
-                   "they look IN_SYNC, so no re-base and no NACK ever recovers them")
 def test_restart_onto_the_old_last_hardened():
+    # Bug (left after d4c5e82, fixed by be43618/9183dbc): the restarted peer's numbers
+    # 1795600005..24 were all OLD against the old last 1795600024 and silently dropped (its
+    # bulk CT_NEW for 10.0.0.19 included); from 25 on they looked IN_SYNC, so no re-base and
+    # no NACK ever recovered them.
     took, sim = _restart_onto_the_old_last(hardening=True)
     assert took is not None, sim.divergence()
