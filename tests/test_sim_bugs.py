@@ -2,9 +2,10 @@
 
 Each test names the swarm seed (or hypothesis run) that found the bug and says what went wrong.
 They were committed as ``xfail`` while the bugs were open in ctools.sync and turned into plain
-tests when the fixes landed (sync commits 03483c1, d4c5e82, be43618 and 9183dbc). A new, still-open bug goes here as ``@pytest.mark.xfail(reason=...)`` (not strict, so
-a fix landing in the shared tree shows up as XPASS in ``pytest -ra`` instead of turning
-``make test`` red), next to a passing control where one makes sense.
+tests when the fixes landed (sync commits 03483c1, d4c5e82, be43618 and 9183dbc). A new,
+still-open bug goes here as ``@pytest.mark.xfail(reason=...)`` (not strict, so a fix landing in
+the shared tree shows up as XPASS in ``pytest -ra`` instead of turning ``make test`` red), next
+to a passing control where one makes sense.
 """
 
 from __future__ import annotations
