@@ -147,3 +147,22 @@ def test_json_schema_keys():
                                              timeout=5, flags=2)))
     assert x["expected"] == {"src": "1.1.1.1", "dst": "2.2.2.2", "sport": 1, "dport": 2}
     assert x["flags"] == ["INACTIVE"] and x["proto"] == "udp"
+
+
+def test_json_fast_path_equals_the_dict_encoding():
+    from ctools.format.json import _dumps, entry_dict
+    entries = [tcp_entry()]
+    e = tcp_entry()
+    e.orig_packets = e.orig_bytes = e.reply_packets = e.reply_bytes = 3
+    e.timestamp_start, e.timestamp_stop, e.labels, e.zone = 10**18, 10**18 + 2 * 10**9, 0b101, 4
+    entries.append(e)
+    entries.append(Entry(orig=Tuple(10, "::1", "::2", 58, icmp_type=128, icmp_code=0,
+                                    icmp_id=5, zone=2),
+                         reply=Tuple(10, "::2", "::1", 58, icmp_type=129, icmp_code=0,
+                                     icmp_id=5), status=1 << 20 | 8, timeout=3))
+    entries.append(Entry(orig=Tuple(2, "1.1.1.1", "2.2.2.2", 47, 16, 32),
+                         reply=Tuple(2, "2.2.2.2", "1.1.1.1", 47, 32, 16), sctp_state=3))
+    for entry in entries:
+        for event in (None, "DESTROY"):
+            assert format_entry_json(entry, event, None, 100) == _dumps(
+                entry_dict(entry, event, None, 100)) + "\n"

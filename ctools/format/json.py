@@ -101,8 +101,90 @@ def entry_dict(e: Entry, event: str | None = None, labelmap: dict[int, str] | No
 def format_entry_json(e: Entry, event: str | None = None,
                       labelmap: dict[int, str] | None = None, now: float | None = None,
                       userspace: dict | None = None) -> str:
-    """One line of ``-o json`` for a conntrack entry (with newline)."""
-    return _dumps(entry_dict(e, event, labelmap, now, userspace)) + "\n"
+    """One line of ``-o json`` for a conntrack entry (with newline).
+
+    Same text as encoding :func:`entry_dict`; the common shape (no labels, no userspace
+    details) is written directly, which is several times faster.
+    """
+    if (labelmap is not None and e.labels is not None) or userspace is not None \
+            or e.secctx is not None or e.helper is not None or e.orig is None \
+            or e.reply is None:
+        return _dumps(entry_dict(e, event, labelmap, now, userspace)) + "\n"
+    orig, reply = e.orig, e.reply
+    proto = orig.proto if orig.proto is not None else 0
+    parts = [f'"event": "{event.lower()}"'] if event is not None else []
+    add = parts.append
+    add(_HEAD.get((orig.family or 0, proto)) or _head(orig.family or 0, proto))
+    if e.timeout is not None:
+        add(f'"timeout": {e.timeout}')
+    state = proto_state(e)
+    if state is not None:
+        add(f'"state": "{state}"')
+    add('"orig": ' + _tuple_json(orig, proto, e.orig_packets, e.orig_bytes))
+    add('"reply": ' + _tuple_json(reply, reply.proto if reply.proto is not None else proto,
+                                   e.reply_packets, e.reply_bytes))
+    if e.status is not None:
+        add('"status": ' + _status_json(e.status))
+    for key in ("mark", "secmark", "zone", "use", "id"):
+        v = getattr(e, key)
+        if v is not None:
+            add(f'"{key}": {v}')
+    if e.timestamp_start is not None:
+        add(f'"start_ns": {e.timestamp_start}')
+    if e.timestamp_stop is not None:
+        add(f'"stop_ns": {e.timestamp_stop}')
+    delta = delta_time(e, now)
+    if delta is not None:
+        add(f'"delta_time": {delta}')
+    if e.labels is not None:
+        add('"labels": [' + ", ".join(str(i) for i in range(e.labels.bit_length())
+                                      if e.labels >> i & 1) + "]")
+    return "{" + ", ".join(parts) + "}\n"
+
+
+_HEAD: dict[tuple[int, int], str] = {}
+_STATUS_JSON: dict[int, str] = {}
+
+
+def _head(family: int, proto: int) -> str:
+    text = (f'"family": "{L3_NAMES.get(family, "unknown")}", '
+            f'"proto": "{L4_NAMES.get(proto, "unknown")}", "protonum": {proto}')
+    _HEAD[(family, proto)] = text
+    return text
+
+
+def _status_json(status: int) -> str:
+    text = _STATUS_JSON.get(status)
+    if text is None:
+        text = _STATUS_JSON[status] = _dumps(status_names(status))
+    return text
+
+
+def _tuple_json(t: Tuple, proto: int | None, packets: int | None, nbytes: int | None) -> str:
+    # addresses are inet_ntop text: nothing to escape
+    out = []
+    if t.src is not None:
+        out.append(f'"src": "{t.src}"')
+    if t.dst is not None:
+        out.append(f'"dst": "{t.dst}"')
+    sport, dport = ("srckey", "dstkey") if proto == 47 else ("sport", "dport")
+    if t.sport is not None:
+        out.append(f'"{sport}": {t.sport}')
+    if t.dport is not None:
+        out.append(f'"{dport}": {t.dport}')
+    if t.icmp_type is not None:
+        out.append(f'"type": {t.icmp_type}')
+    if t.icmp_code is not None:
+        out.append(f'"code": {t.icmp_code}')
+    if t.icmp_id is not None:
+        out.append(f'"id": {t.icmp_id}')
+    if t.zone is not None:
+        out.append(f'"zone": {t.zone}')
+    if packets is not None:
+        out.append(f'"packets": {packets}')
+    if nbytes is not None:
+        out.append(f'"bytes": {nbytes}')
+    return "{" + ", ".join(out) + "}"
 
 
 def expect_dict(x: Expect, event: str | None = None) -> dict:
