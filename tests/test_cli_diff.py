@@ -657,3 +657,16 @@ def test_unprivileged_failures_match_reference(netns_factory, ref_conntrack):
         if line == "-E":   # the perror() line before the prefixed one is worded differently
             r, o = (r[0], r[1], r[2].split(b"\n", 1)[1]), (o[0], o[1], o[2].split(b"\n", 1)[1])
         assert r == o, line
+
+
+def test_pure_python_path_matches_reference(table_ns, ref_conntrack):
+    """The same listings and events without the C accelerator (CTOOLS_NO_SPEEDUPS=1)."""
+    pure = ["env", "CTOOLS_NO_SPEEDUPS=1", *OURS]
+    mismatches = []
+    for line in ["-L", "-L -o extended,id", "-L -o ktimestamp", "-L -p tcp", "-L -f ipv6",
+                 "-L -s 1.1.1.0/24 -o extended", "-G -s 1.1.1.1 -d 2.2.2.2 -p tcp --sport 10 "
+                 "--dport 20"]:
+        r, o = same_second_run(table_ns, ref_conntrack, pure, shlex.split(line))
+        if r != o:
+            mismatches.append((line, r, o))
+    assert not mismatches, "\n".join(f"{m[0]}\n  ref={m[1]}\n  our={m[2]}" for m in mismatches)
