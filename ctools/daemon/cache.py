@@ -146,6 +146,8 @@ class FlowCache:
             o = entry.orig
             if o is not None and o.dst is not None:
                 o.dst = _intern(o.dst)
+            if entry.synproxy == (0, 0, 0):
+                entry.synproxy = None       # no SYN proxy: nothing to keep per entry
             return entry
         return compact(entry)
 
