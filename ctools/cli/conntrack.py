@@ -342,23 +342,44 @@ class Runner:
             parts.append(codec.nla_be32(C.CTA_MARK, req.tmpl.mark[0]))
             parts.append(codec.nla_be32(C.CTA_MARK_MASK, req.tmpl.mark[1]))
         keep = build_filter(req)
-        victims = [e for e in map(codec.decode_entry,
-                                  self.dump(C.CT_GET, req.family or AF_UNSPEC, b"".join(parts)))
-                   if keep is None or keep(e)]
+        victims = []
+        payloads = []
+        for payload in self.dump(C.CT_GET, req.family or AF_UNSPEC, b"".join(parts)):
+            e = codec.decode_entry(payload)
+            if keep is None or keep(e):
+                victims.append(e)
+                payloads.append(payload)
         printer = Printer(req, labels=False, ktimestamp=False)
+        from ctools.netlink import fast
+        c_format = (fast.format_payload if fast.HAVE_SPEEDUPS
+                    and not req.output & (O_XML | O_SAVE | O_JSON) else None)
+        now = int(time.time())
         count = 0
+        requests = []
         for e in victims:
             attrs = codec.encode_tuple(e.orig, C.CTA_TUPLE_ORIG)
             if e.zone is not None:
                 attrs += codec.nla_be16(C.CTA_ZONE, e.zone)
             if e.id is not None:
                 attrs += codec.nla_be32(C.CTA_ID, e.id)
-            try:
-                self.sock.request(C.CT_DELETE, 0, e.orig.family, attrs)
-            except NetlinkError as exc:
+            requests.append((C.CT_DELETE, 0, e.orig.family, attrs))
+        # sent in chunks with one ack each; results are walked in order and the first
+        # refusal ends the command like in 1.4.7 (docs/compat-cli.md: chunked deletes)
+        errors = self.sock.batch(requests) if len(requests) > 1 else None
+        for i, e in enumerate(victims):
+            if errors is None:
+                try:
+                    self.sock.request(*requests[i])
+                    err = 0
+                except NetlinkError as exc:
+                    err = exc.errno
+            else:
+                err = errors[i]
+            if err:
                 self.out.flush()
-                raise op_failed(exc.errno, P.CT_DELETE) from None
-            self.out.write(printer.entry(e, save_op="-D"))
+                raise op_failed(err, P.CT_DELETE)
+            line = c_format(payloads[i], printer.text_flags, now) if c_format else None
+            self.out.write(line if line is not None else printer.entry(e, save_op="-D"))
             count += 1
         self.summary(f"{count} flow entries have been deleted.")
         return 0 if count or self.batch else 1
