@@ -25,6 +25,7 @@ class LongOpt:
 
 
 _SHORT_CACHE: dict[str, dict[str, int]] = {}
+_EXACT_CACHE: dict[tuple, dict[str, LongOpt]] = {}
 
 
 class Getopt:
@@ -42,9 +43,15 @@ class Getopt:
         if short is None:
             short = _SHORT_CACHE[shortopts] = self._parse_short(shortopts)
         self._short = short
-        self._exact: dict[str, LongOpt] = {}
-        for opt in longopts:
-            self._exact.setdefault(opt.name, opt)
+        key = tuple(map(id, longopts))
+        exact = _EXACT_CACHE.get(key)
+        if exact is None:
+            exact = {}
+            for opt in longopts:
+                exact.setdefault(opt.name, opt)
+            if len(_EXACT_CACHE) < 16:
+                _EXACT_CACHE[key] = exact
+        self._exact = dict(exact)
         self.optind = 1
         self._nextchar = ""
         self._first_nonopt = 1
