@@ -352,6 +352,19 @@ def test_listing_every_entry_of_the_table(table_ns, ref_conntrack):
     """Sanity check of the fixture itself: the reference built every entry."""
     code, out, err = run(table_ns, [ref_conntrack], ["-L"])
     assert code == 0 and out.count(b"\n") == len(TABLE), (out, err)
+    # -o json (ours only): one object per entry, agreeing with the save lines
+    code, out, err = run(table_ns, OURS, ["-L", "-o", "json"])
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(objs) == len(TABLE), err
+    by_src = {o["orig"]["src"]: o for o in objs}
+    assert by_src["1.1.1.1"]["state"] == "ESTABLISHED" and by_src["1.1.1.1"]["mark"] == 5
+    assert by_src["1.1.1.9"]["orig"]["srckey"] == 16 and by_src["1.1.1.10"]["zone"] == 7
+    assert by_src["1.1.1.3"]["orig"]["zone"] == 6
+    assert "ASSURED" in by_src["10.0.0.1"]["status"] and by_src["10.0.0.1"]["reply"] == {
+        "src": "10.0.0.99", "dst": "10.0.0.1", "sport": 8080, "dport": 1000,
+        "packets": 0, "bytes": 0}
+    code, out, _ = run(table_ns, OURS, ["-L", "-o", "json,xml"])
+    assert code == 1 and out == b""
 
 
 # ------------------------------------------------------------------------------------------
