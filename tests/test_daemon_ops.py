@@ -177,3 +177,30 @@ def test_event_overrun_is_recovered_by_a_resync(link, tmp_path):
     finally:
         tx.stop()
         a.run("conntrack", "-F", check=False)
+
+
+def test_peer_address_on_another_interface_is_rejected(link, tmp_path):
+    """The configured peer's address is not enough: it must arrive on the link's
+    interface."""
+    a, b = link
+    subprocess.run(["ip", "link", "add", "ctdxa", "netns", a.name, "type", "veth", "peer",
+                    "name", "ctdxb", "netns", b.name], check=True)
+    rx = Replica(b, OURS, tmp_path, "rx", config("NOTRACK", "UDP", 1))
+    try:
+        a.run("ip", "link", "set", "ctdxa", "up")
+        b.run("ip", "link", "set", "ctdxb", "up")
+        b.run("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", check=False)
+        b.run("sysctl", "-qw", "net.ipv4.conf.ctdxb.rp_filter=0", check=False)
+        rx.start()
+        forged = bytes([0x1a, 0x10, 0, 8, 0, 0, 0, 1])
+        # the peer's own address, but sent out of (and arriving on) the other veth
+        a.run("python3", "-c",
+              "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+              "s.setsockopt(socket.SOL_SOCKET,socket.SO_BINDTODEVICE,b'ctdxa');"
+              "s.bind(('10.77.0.1',0));"
+              f"[s.sendto({forged!r},('10.77.0.2',3780)) for _ in range(3)]")
+        assert wait_for(lambda: json.loads(rx.out("--json", "-s", "network"))["recv"]
+                        ["wrong_peer"] >= 1, 5), rx.out("--json", "-s", "network")
+    finally:
+        rx.stop()
+        a.run("ip", "link", "del", "ctdxa", check=False)

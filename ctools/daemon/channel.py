@@ -25,6 +25,9 @@ SO_NO_CHECK = 11
 SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
 RECV_MAX = 65536
+IP_PKTINFO = 8
+_IFINDEX4 = struct.Struct("@i")
+_ANC_SPACE = socket.CMSG_SPACE(32)
 # receive buffer when RcvSocketBuffer is not configured: a Python receiver drains more
 # slowly than the C one, so a burst must fit in the socket instead of being dropped
 DEFAULT_RCVBUF = 16 << 20
@@ -103,17 +106,42 @@ class _DatagramChannel(Channel):
         self.rx: socket.socket | None = None
         self.tx: socket.socket | None = None
         self.dest: tuple | None = None
+        self.ifindex = 0
+
+    def _want_pktinfo(self, rx: socket.socket) -> None:
+        """Ask for the arrival interface of each datagram (peer check: interface too)."""
+        self.ifindex = link.if_index(self.device)
+        try:
+            if self.family == socket.AF_INET6:
+                rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            else:
+                rx.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        except OSError:
+            self.ifindex = 0
+
+    def _arrival_ifindex(self, ancdata) -> int:
+        for level, kind, value in ancdata:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 4:
+                return _IFINDEX4.unpack_from(value, 0)[0]
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO \
+                    and len(value) >= 20:
+                return _IFINDEX4.unpack_from(value, 16)[0]
+        return 0
 
     def _read(self) -> None:
         rx = self.rx
         for _ in range(64):     # bounded so one busy link cannot starve the loop
             try:
-                data, src = rx.recvfrom(RECV_MAX)
+                data, anc, _flags, src = rx.recvmsg(RECV_MAX, _ANC_SPACE)
             except BlockingIOError:
                 return
             except OSError:
                 self.counters.error_recv += 1
                 return
+            if self.ifindex:
+                arrived = self._arrival_ifindex(anc)
+                if arrived and arrived != self.ifindex:
+                    src = ("wrong-interface",) + tuple(src[1:])
             self._received(data, src)
 
     def attach(self, loop: asyncio.AbstractEventLoop, on_receive: Receiver) -> None:
@@ -168,6 +196,7 @@ class UdpChannel(_DatagramChannel):
             rx.bind((local, conf.port))
             self.dest = (conf.destination, conf.port)
         rx.setblocking(False)
+        self._want_pktinfo(rx)
         self.rx = rx
         self.tx = self._tx_socket()
 
@@ -200,6 +229,7 @@ class McastChannel(_DatagramChannel):
             tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(iface))
             self.dest = (conf.address, conf.group)
         rx.setblocking(False)
+        self._want_pktinfo(rx)
         self.rx, self.tx = rx, tx
 
 

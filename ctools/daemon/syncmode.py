@@ -423,10 +423,15 @@ class SyncDaemon(Daemon):
 
     # ------------------------------------------------------------------ peer messages
     def _peer_ok(self, ch, src) -> bool:
-        conf = ch.conf
-        dest = getattr(conf, "destination", None)
-        if dest is None or src is None:
+        """Only the configured peer, on the configured interface (the channel marks a
+        datagram that arrived elsewhere)."""
+        if src is None:
             return True
+        if src[0] == "wrong-interface":
+            return False
+        dest = getattr(ch.conf, "destination", None)
+        if dest is None:
+            return True         # multicast: no peer address configured
         return src[0].split("%")[0] == dest
 
     def _on_receive(self, ch, data: bytes, src=None) -> None:
