@@ -29,6 +29,7 @@ from ctools.cli._ct_args import (
     parse,
 )
 from ctools.cli._ct_errors import OTHER_PROBLEM, PARAMETER_PROBLEM, CtError, ParamError
+from ctools.cli._ct_fastline import fast_create
 from ctools.cli._ct_filter import build_filter, update_filter
 from ctools.format import json as fjson
 from ctools.format import save as fsave
@@ -966,6 +967,7 @@ def load_file(path: str) -> int:
     text = data.decode("utf-8", errors="surrogateescape")
     requests: list[Request] = []
     output = 0
+    use_fast = os.environ.get("CTOOLS_NO_FASTLINE") != "1"
     lines = [ln + "\n" for ln in text.split("\n")]
     if lines and lines[-1] == "\n":
         lines.pop()            # the newline at the end of the file
@@ -974,6 +976,10 @@ def load_file(path: str) -> int:
         for start in range(0, max(len(raw), 1), 10239):
             line = raw[start:start + 10239].lstrip(" \t")
             if not line or line.startswith(("\n", "#")):
+                continue
+            fast = fast_create(line) if use_fast else None
+            if fast is not None:
+                requests.append(PreparedCreate(*fast))
                 continue
             argv = [PROG] + split_line(line)
             req = parse(argv, output)
@@ -985,7 +991,7 @@ def load_file(path: str) -> int:
                 f"Cannot use command `{_BATCH_NAME.get(req.command, 'unknown')}' "
                 "with --load-file")
     out = Output()
-    shared = Runner(requests[0], batch=True, out=out) if requests else None
+    shared = Runner(Request(), batch=True, out=out) if requests else None
     try:
         i = 0
         while i < len(requests):
@@ -1011,7 +1017,18 @@ def load_file(path: str) -> int:
     return 0
 
 
-def _create_batch(requests: list[Request], shared: Runner) -> None:
+class PreparedCreate:
+    """A -R create line already encoded by the fast path (:mod:`ctools.cli._ct_fastline`)."""
+
+    __slots__ = ("command", "family", "attrs")
+
+    def __init__(self, command: str, family: int, attrs: bytes) -> None:
+        self.command = command
+        self.family = family
+        self.attrs = attrs
+
+
+def _create_batch(requests: list, shared: Runner) -> None:
     """-I/-A lines of a batch file: sent in chunks, results checked in order.
 
     The first refusal stops the batch with its message, like the C tool; unlike it, the
@@ -1019,10 +1036,13 @@ def _create_batch(requests: list[Request], shared: Runner) -> None:
     """
     codec, C, _E, _S = _netlink()
     msgs = []
+    flags = C.NLM_F_CREATE | C.NLM_F_EXCL
     for req in requests:
+        if req.__class__ is PreparedCreate:
+            msgs.append((C.CT_NEW, flags, req.family, req.attrs))
+            continue
         e = Runner(req, batch=True, sock=shared.sock)._new_entry()
-        msgs.append((C.CT_NEW, C.NLM_F_CREATE | C.NLM_F_EXCL, e.orig.family,
-                     codec.encode_entry(e)))
+        msgs.append((C.CT_NEW, flags, e.orig.family, codec.encode_entry(e)))
     results = shared.sock.batch(msgs)
     for req, err in zip(requests, results, strict=True):
         if err and not (err == errno.EEXIST and req.command == P.CT_ADD):
