@@ -511,11 +511,26 @@ class Simulator:
             # A lost NACK is only re-requested when the peer NACKs the message that carried
             # it: recovery is a random walk that stops drifting home at 50 % loss (§4.4).
             return False
+        if self.cfg.mode == "alarm" and not self._alarm_steady_state_ok():
+            return False
         if self.cfg.mode == "notrack":
             st = self.net.stats
             return not (st.dropped or st.reordered or st.duplicated or self.cfg.crashes
                         or any(r.crash_times for r in self.replicas))
         return True
+
+    def _alarm_steady_state_ok(self) -> bool:
+        """ALARM under steady loss p: an entry whose refreshes (one per (RefreshTime+1)/2 + 0.6 s
+        on average) are all lost for CacheTimeout expires until the next one arrives. With N
+        entries about N * p**m are missing at any instant (m refreshes per CacheTimeout); all
+        caches can only be seen equal at one instant while that expectation stays <= 1."""
+        cfg = self.cfg
+        p = max(d.faults.loss for d in self.net.dirs.values())
+        if p <= 0:
+            return True
+        n = sum(len(r.internal.entries) for r in self.replicas) * (cfg.replicas - 1)
+        m = cfg.cache_timeout / ((cfg.refresh_time + 1) / 2 + 0.6)
+        return n * p ** m <= 1.0
 
     # -- running --------------------------------------------------------------------------------
     def start(self) -> None:
