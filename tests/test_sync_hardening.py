@@ -208,3 +208,23 @@ def test_c_exact_receiver_is_fooled_by_the_same_storm():
     p.run(1.5)
     violations = run_storm(p, attacker, rounds=300, seed=3)
     assert violations
+
+
+def test_finding_forged_alive_hello_in_sequence_does_not_lock_out_the_genuine_message():
+    """sync_guard found it: a mutated ALIVE|HELLO copy landing exactly on the next number took
+    the slot; the genuine message with that number (also carrying HELLO: the sender was still
+    waiting for HELLO_BACK) claimed it back as a CONFLICT, but HELLO messages of any
+    out-of-order class were sent to the re-base detector and dropped — that entry never
+    converged."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if str(root / "fuzz") not in sys.path:
+        sys.path.insert(0, str(root / "fuzz"))         # the harness imports fuzzlib
+    spec = importlib.util.spec_from_file_location("fuzz_sync_guard", root / "fuzz" / "sync_guard.py")
+    harness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harness)
+    for f in sorted((root / "fuzz" / "regressions" / "sync_guard").iterdir()):
+        harness.TestOneInput(f.read_bytes())

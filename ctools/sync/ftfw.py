@@ -254,7 +254,7 @@ class FtfwSync(SyncMode):
                 if not (self.params.hardening and saying and v.cls == G.GAP):
                     v.cls = G.IN_SYNC
                     return self._in_sync_path(h, msg, v, events)
-            elif v.cls in (G.FAR, G.OLD, G.HOLE, G.CONFLICT):
+            elif v.cls in (G.FAR, G.OLD):
                 # A HELLO is no licence to jump: it may be a mutated copy. Trust a restarted
                 # peer's new numbering once a run of consecutive messages confirms it.
                 if v.cls == G.FAR:
@@ -262,7 +262,7 @@ class FtfwSync(SyncMode):
                 else:
                     g.count_c(v)
                 return self._candidate(h, msg, v, events)
-            elif not saying and v.cls != G.IN_SYNC:
+            elif not saying and v.cls in (G.UNSET, G.GAP):
                 # first HELLO of a stretch with a plausible number: the peer restarted (its
                 # message goes through the normal checks below, gap included)
                 self._peer_restarted(events, rebase=v.cls == G.UNSET)

@@ -570,6 +570,8 @@ def decode_ct_payload(payload: bytes) -> Entry:
 # --------------------------------------------------------------------------------------------
 
 def _tuple_addrs(out: list, t: Tuple, fam: int, id4: int) -> None:
+    if t.src is None or t.dst is None:      # (an expectation decoded without them)
+        return
     _tlv(out, id4 + (1 if fam == AF_INET6 else 0), _addr(fam, t.src) + _addr(fam, t.dst))
 
 
@@ -581,18 +583,26 @@ def encode_exp_payload(x: Expect, opts: EncodeOptions = DEFAULT_OPTIONS) -> byte
         raise ValueError("expectation without master and expected tuples cannot be replicated")
     fam = m.family
     ports = m.proto in _PORT_PROTOS
+
+    def has_ports(t: Tuple) -> bool:
+        # C: only for port protocols; an object decoded without the protocol keeps its ports
+        return ports or (m.proto is None and (t.sport is not None or t.dport is not None))
+
     _tuple_addrs(out, m, fam, 0)
-    _tlv(out, 2, bytes((m.proto or 0,)))
-    if ports:
+    if m.proto is not None:
+        _tlv(out, 2, bytes((m.proto,)))
+    if has_ports(m):
         _tlv(out, 3, _PORT2.pack(m.sport or 0, m.dport or 0))
     _tuple_addrs(out, t, t.family or fam, 4)
-    _tlv(out, 6, bytes((t.proto or 0,)))
-    if ports:
+    if t.proto is not None:
+        _tlv(out, 6, bytes((t.proto,)))
+    if has_ports(t):
         _tlv(out, 7, _PORT2.pack(t.sport or 0, t.dport or 0))
     if k is not None:
         _tuple_addrs(out, k, k.family or fam, 8)
-        _tlv(out, 10, bytes((k.proto or 0,)))
-        if ports:
+        if k.proto is not None:
+            _tlv(out, 10, bytes((k.proto,)))
+        if has_ports(k):
             _tlv(out, 11, _PORT2.pack(k.sport or 0, k.dport or 0))
     if x.timeout is not None and not opts.commit_timeout:
         _tlv(out, 12, _BE32.pack(x.timeout))
@@ -604,7 +614,7 @@ def encode_exp_payload(x: Expect, opts: EncodeOptions = DEFAULT_OPTIONS) -> byte
         if n.src is not None and (n.family or fam) == AF_INET:
             _tlv(out, 15, _addr(AF_INET, n.src) + _addr(AF_INET, n.dst))
         _tlv(out, 17, bytes((n.proto or 0,)))
-        if ports:
+        if has_ports(n):
             _tlv(out, 16, _PORT2.pack(n.sport or 0, n.dport or 0))
         _tlv(out, 18, _BE32.pack(x.nat_dir or 0))
     if x.helper:
