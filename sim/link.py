@@ -183,6 +183,7 @@ class Network:
         self.healed = False   # partitions stop once the run heals; link noise goes on
         self.cut: set[tuple[int, int]] = set()   # directions cut right now (step API)
         self.drop_next: dict[tuple[int, int], int] = {}   # targeted losses (step API)
+        self.hold_next: dict[tuple[int, int], int] = {}   # targeted reordering: extra delay
 
     def partitioned(self, src: int, dst: int, t_us: int) -> bool:
         """True when ``src -> dst`` is cut at absolute time ``t_us``."""
@@ -243,7 +244,11 @@ class Network:
             corrupted = True
             self.stats.corrupted += 1
         arrival = now + d.delay_us()
-        if f.reorder and d.rng.random() < f.reorder:
+        held = self.hold_next.pop((d.src, d.dst), 0)
+        if held:
+            arrival += held            # targeted reordering (step API): overtaken by later ones
+            self.stats.reordered += 1
+        elif f.reorder and d.rng.random() < f.reorder:
             # held back: later datagrams overtake it; FIFO order is not enforced for it
             arrival += d.rng.randrange(1, max(2, f.reorder_window_us))
             self.stats.reordered += 1

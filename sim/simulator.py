@@ -584,6 +584,11 @@ class Simulator:
         self.net.drop_next[(src, dst)] = self.net.drop_next.get((src, dst), 0) + count
         self.trace.emit(self.queue.now, f"drop-next {src}>{dst} {count}")
 
+    def hold_next(self, src: int, dst: int, extra_s: float) -> None:
+        """Delay the next datagram on ``src -> dst`` by ``extra_s`` more (later ones overtake)."""
+        self.net.hold_next[(src, dst)] = us(extra_s)
+        self.trace.emit(self.queue.now, f"hold-next {src}>{dst} {extra_s:g}")
+
     def cut(self, src: int, dst: int) -> None:
         """Cut the direction ``src -> dst`` until ``mend`` (or ``heal``)."""
         self.net.cut.add((src, dst))
