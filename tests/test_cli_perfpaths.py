@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ctools._speedups import load_ctfast
 from ctools.cli._ct_args import parse
 from ctools.cli._ct_errors import CtError
-from ctools.cli._ct_fastline import fast_create
+from ctools.cli._ct_fastline import fast_create, fast_create_py
 from ctools.cli.conntrack import Runner, split_line
 from ctools.format.save import format_save
 from ctools.model import Entry, Tuple
@@ -113,8 +114,17 @@ def plausible_line(draw):
     return sep.join(words) + draw(st.sampled_from(["\n", "", " \n"]))
 
 
+_CTFAST = load_ctfast()
+C_CREATE_LINE = getattr(_CTFAST, "create_line", None)
+
+
 def check_line(line: str) -> bool:
-    fast = fast_create(line)
+    """Python and C fast paths agree; what they accept, the full parser sends the same."""
+    fast = fast_create_py(line)
+    if C_CREATE_LINE is not None:
+        got = C_CREATE_LINE(line)
+        assert (None if got is None else (("CT_CREATE", "CT_ADD")[got[0]], 2, got[1])) == fast
+    assert fast_create(line) == fast
     if fast is None:
         return False
     assert fast == full_create(line), line

@@ -9,7 +9,9 @@ names) -- and encodes the create request straight into netlink attributes.  Anyt
 returns ``None`` and the caller uses the full parser, so diagnostics stay those of 1.4.7.
 
 For an accepted line the result is byte-for-byte the request the full parser + runner
-would send (tests/test_cli_perfpaths.py checks that on generated lines).
+would send (tests/test_cli_perfpaths.py checks that on generated lines).  The C
+accelerator (``_ctfast.create_line``) implements the same grammar; :func:`fast_create`
+uses it when built, :func:`fast_create_py` is the pure-Python reference.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 import socket
 import struct
 
+from ctools._speedups import load_ctfast
 from ctools.cli import _ct_proto as P
 from ctools.model import TCP_STATE
 from ctools.netlink import constants as C
@@ -92,8 +95,27 @@ def _u16(text: str) -> int | None:
     return v if v <= 0xFFFF else None
 
 
+_c_create_line = getattr(load_ctfast(), "create_line", None)
+_COMMAND_OF_ADD = (P.CT_CREATE, P.CT_ADD)
+_AF_INET = int(socket.AF_INET)
+
+
 def fast_create(line: str) -> tuple[str, int, bytes] | None:
     """``(command, family, attrs)`` of a plain IPv4 tcp/udp create line, else ``None``.
+
+    ``line`` is one line of a ``-R`` file without the program name; ``None`` means "use
+    the full parser".  In C when the accelerator is built, else :func:`fast_create_py`.
+    """
+    if _c_create_line is None:
+        return fast_create_py(line)
+    got = _c_create_line(line)
+    if got is None:
+        return None
+    return _COMMAND_OF_ADD[got[0]], _AF_INET, got[1]
+
+
+def fast_create_py(line: str) -> tuple[str, int, bytes] | None:
+    """The pure-Python :func:`fast_create`.
 
     ``line`` is one line of a ``-R`` file without the program name; ``None`` means "use
     the full parser" (the line may still be valid, or be wrong in a way that needs 1.4.7's
@@ -177,7 +199,7 @@ def fast_create(line: str) -> tuple[str, int, bytes] | None:
         if zone is None:
             return None
         out.append(_U16_ATTR(6, C.CTA_ZONE, _htons(zone)))
-    return command, socket.AF_INET, b"".join(out)
+    return command, _AF_INET, b"".join(out)
 
 
-__all__ = ["fast_create"]
+__all__ = ["fast_create", "fast_create_py"]
