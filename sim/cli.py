@@ -2,6 +2,8 @@
 
     ctsim run --seed 42 [--mode ftfw|alarm|notrack] [--loss 0.1] [--json] ...
     ctsim sweep [--modes ftfw,alarm,notrack] [--losses ...] [--out docs]
+    ctsim swarm [--mode ftfw] [--first 1000] [--count 300]
+    ctsim labcompare [--seeds 20]
 """
 
 from __future__ import annotations
@@ -119,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="docs", help="directory for data/ and plots/ (default docs)")
     s.add_argument("--json", action="store_true", help="print the rows as JSON lines")
     s.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    w = sub.add_parser("swarm", help="run many --swarm seeds; report every failing seed")
+    w.add_argument("--mode", choices=MODES, default="ftfw")
+    w.add_argument("--first", type=int, default=1, help="first seed (default 1)")
+    w.add_argument("--count", type=int, default=100, help="number of seeds (default 100)")
+    w.add_argument("--refresh-time", type=int, default=10, help="ALARM RefreshTime (default 10)")
+    w.add_argument("--cache-timeout", type=int, default=30,
+                   help="ALARM CacheTimeout (default 30)")
+    w.add_argument("--json", action="store_true", help="print the summary as JSON")
     c = sub.add_parser("labcompare", help="replay the `ctlab sweep` scenario and compare with "
                        "docs/data/lab_sweep.csv")
     c.add_argument("--losses", default="0,0.1,0.2,0.3,0.4")
@@ -231,6 +241,43 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return run_sweep(a)
 
 
+def cmd_swarm(a: argparse.Namespace) -> int:
+    """Census over consecutive swarm seeds: safety violations and liveness failures."""
+    from sim.simulator import run
+
+    if a.count < 1:
+        raise ConfigError("--count must be positive")
+    summary = {"mode": a.mode, "first": a.first, "count": a.count, "violations": 0,
+               "liveness_failures": 0, "not_promised": 0, "low_base_restarts": 0,
+               "corrupt_delivered": 0, "corrupt_accepted": 0, "failing_seeds": []}
+    for seed in range(a.first, a.first + a.count):
+        cfg = swarm(SimConfig(seed=seed, mode=a.mode, refresh_time=a.refresh_time,
+                              cache_timeout=a.cache_timeout), set())
+        res = run(cfg)
+        summary["not_promised"] += not res.convergence_promised
+        summary["low_base_restarts"] += res.low_base_restarts
+        summary["corrupt_delivered"] += res.network.get("corrupt_delivered", 0)
+        summary["corrupt_accepted"] += res.corrupt_accepted
+        if res.invariant_violations:
+            summary["violations"] += 1
+        if res.liveness_failure:
+            summary["liveness_failures"] += 1
+        if not res.ok:
+            summary["failing_seeds"].append(seed)
+            why = res.violations[0] if res.violations else res.liveness_failure
+            print(f"ctsim: seed {seed} failed: {why}\n  {res.reproduce}", flush=True)
+    if a.json:
+        print(json.dumps(summary))
+    else:
+        print(f"ctsim: {a.count} {a.mode} seeds from {a.first}: "
+              f"{summary['violations']} with invariant violations, "
+              f"{summary['liveness_failures']} liveness failures, "
+              f"{summary['not_promised']} not promised to converge; "
+              f"{summary['corrupt_delivered']} corrupted datagrams reached a core, "
+              f"{summary['corrupt_accepted']} states accepted from them")
+    return EXIT_OK if not summary["failing_seeds"] else EXIT_FAILED
+
+
 def cmd_labcompare(a: argparse.Namespace) -> int:
     import os
 
@@ -259,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(a)
         if a.command == "labcompare":
             return cmd_labcompare(a)
+        if a.command == "swarm":
+            return cmd_swarm(a)
         return cmd_sweep(a)
     except ConfigError as exc:
         sys.stderr.write(f"ctsim: {exc}\n")

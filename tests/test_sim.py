@@ -287,3 +287,10 @@ def test_low_base_restart_is_detected(down_s, low):
     # counter from the clock below its old numbers; one back after 120 s does not.
     res = run(small(17, crashes=(Crash(1, 1.0, down_s),)))
     assert res.low_base_restarts == low
+
+
+def test_cli_swarm_census(capsys):
+    rc = ctsim(["swarm", "--mode", "ftfw", "--first", "1000", "--count", "5", "--json"])
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and doc["count"] == 5 and doc["violations"] == 0
+    assert doc["failing_seeds"] == []
