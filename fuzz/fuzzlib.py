@@ -43,9 +43,6 @@ KNOWN_OPEN: dict[str, list[tuple[str, str]]] = {
     "cli_conntrackd": [("daemon mode with a request", "conntrackd --health -d: the health "
                         "check runs and -d is ignored instead of 'Invalid parameters' "
                         "(daemon engineer)")],
-    "receiver_wire": [("inet_pton() argument 2 must be str", "an EXP message whose expected "
-                       "tuple has ports but no addresses is accepted; encoding that "
-                       "expectation again dies with TypeError (sync engineer)")],
     "netlink_decode": [
         ("has no attribute 'zone'", "-o save of an entry without orig/reply tuple: "
          "AttributeError in ctools/format/save.py (CLI engineer)"),
