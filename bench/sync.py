@@ -153,6 +153,14 @@ print(time.monotonic() - t0)
 """
 
 
+def progress(rx: Daemon, t0: float, target: int, trace: bool) -> bool:
+    """Has the receiver got ``target`` external entries? (``--trace``: print the count.)"""
+    n = rx.counts()[1]
+    if trace:
+        print(f"  {time.monotonic() - t0:6.2f} s  external {n}", file=sys.stderr)
+    return n >= target
+
+
 def wait_until(pred, limit: float, interval: float = 0.2) -> float | None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < limit:
@@ -170,7 +178,7 @@ def set_loss(ns: Namespace, percent: int) -> None:
 
 
 def one_impl(label: str, argv0: list[str], entries: int, loss_entries: int,
-             losses: list[int]) -> dict:
+             losses: list[int], trace: bool = False) -> dict:
     a, b = Namespace(), Namespace()
     work = Path(tempfile.mkdtemp(prefix="ctdbench-"))
     res: dict = {"impl": label}
@@ -193,7 +201,7 @@ def one_impl(label: str, argv0: list[str], entries: int, loss_entries: int,
         # burst
         t0 = time.monotonic()
         a.run(sys.executable, "-c", INJECT, str(entries), "0")
-        took = wait_until(lambda: rx.counts()[1] >= entries, 300)
+        took = wait_until(lambda: progress(rx, t0, entries, trace), 300)
         res["burst_s"] = None if took is None else round(time.monotonic() - t0 - 0.0, 2)
         res["burst_external"] = rx.counts()[1]
         res["rss_sender_mb"] = round(tx.rss_mb(), 1)
@@ -238,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--losses", default="10,30")
     ap.add_argument("--only", choices=("ours", "ref"))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--trace", action="store_true",
+                    help="print the receiver's external count at each poll of the burst")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench/sync.py needs root (network namespaces)", file=sys.stderr)
@@ -253,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only != "ref":
         impls.append(("ctools conntrackd", OURS))
     for label, argv0 in impls:
-        results.append(one_impl(label, argv0, args.entries, args.loss_entries, losses))
+        results.append(one_impl(label, argv0, args.entries, args.loss_entries, losses,
+                                args.trace))
         print(json.dumps(results[-1]), file=sys.stderr)
     if args.json:
         print(json.dumps(results, indent=1))

@@ -77,6 +77,7 @@ class EventSocket:
         self.skipped = 0
         self.requested = 0
         self.overrun_pending = False
+        self.drained = True         # the last read() emptied the socket
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -135,10 +136,12 @@ class EventSocket:
         if self.overrun_pending:
             self.overrun_pending = False
             raise OverrunError()
+        self.drained = False
         for _ in range(limit):
             try:
                 n = self.sock.recv_into(self.buf)
             except BlockingIOError:
+                self.drained = True
                 break
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 
@@ -12,6 +13,18 @@ from ctools.daemon.lockfile import LockExists, LockFile
 from ctools.daemon.log import DaemonLog
 from ctools.daemon.sdnotify import notify
 from ctools.daemon.server import ControlServer, bind_control_socket
+
+# The caches hold ~100k acyclic objects: with the default thresholds the cyclic collector
+# walks them over and over during a burst (~40 % of the receive path's time, measured).
+# A larger first generation keeps the rare asyncio cycles collected, just less often.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Move start-up objects out of the collector's sight and raise its thresholds."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def make_daemon(cfg: cfgm.Config, log: DaemonLog) -> Daemon:
@@ -106,6 +119,7 @@ def run_daemon(cfg: cfgm.Config, detach: bool, log: DaemonLog) -> int:
         log.notice("-- starting in console mode --")
     if g.systemd:
         notify(f"READY=1\nMAINPID={os.getpid()}")
+    tune_gc()
     profile_to = os.environ.get("CTOOLS_DAEMON_PROFILE")   # performance work: cProfile dump
     try:
         if profile_to:

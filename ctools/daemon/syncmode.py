@@ -39,6 +39,11 @@ from ctools.daemon.stats import BypassCounters, InjectCounters
 from ctools.model import IPPROTO_TCP, IPS_CONFIRMED, IPS_EXPECTED, Entry, Expect
 
 TCP_FLAG_BE_LIBERAL = 0x08
+# During an event burst the kernel socket is read before anything is transmitted (the encode
+# and send are half the per-event work): the kernel drops events once its buffer is full,
+# after which only a whole-table resync repairs the peer. A sustained stream still flushes
+# at least this often.
+FLUSH_EVERY_EVENTS = 4096
 COMMIT_SLICE = 8192           # entries per loop turn: the daemon keeps serving meanwhile
 _EVENT_KIND = {NEW: "new", UPDATE: "upd", DESTROY: "del"}
 _TRANSPORT = {"UDP": "udp", "TCP": "tcp", "Multicast": "mcast"}
@@ -75,6 +80,7 @@ class SyncDaemon(Daemon):
         self.resync_handle: asyncio.TimerHandle | None = None
         self.peer_heard: float | None = None     # time.monotonic() of the last valid message
         self.warned_growth = False
+        self.unflushed_events = 0
 
     # ------------------------------------------------------------------ set-up
     def init(self) -> None:
@@ -248,12 +254,15 @@ class SyncDaemon(Daemon):
             batch = events.read(self.cfg.general.event_iterations_limit, skip)
         except OverrunError:
             self._overrun()
+            self._flush_events()
             return
         except OSError:
             self.runtime.catch_failed += 1
+            self._flush_events()
             return
         self.runtime.events_received += events.skipped - skipped
         if not batch:
+            self._flush_events()
             return
         now = self.loop.time()
         own = self.request_sock.portid
@@ -275,8 +284,15 @@ class SyncDaemon(Daemon):
                 self._own_event(kind, e, now)
             else:
                 self._local_event(kind, e, now)
-        rt.events_unknown = self.events.unknown
-        self._flush()
+        rt.events_unknown = events.unknown
+        self.unflushed_events += len(batch)
+        if events.drained or self.unflushed_events >= FLUSH_EVERY_EVENTS:
+            self._flush_events()
+
+    def _flush_events(self) -> None:
+        if self.unflushed_events:
+            self.unflushed_events = 0
+            self._flush()
 
     def _own_event(self, kind: str, e: Entry, now: float) -> None:
         """A change we caused (commit, flush): keep the internal cache right, send nothing."""
