@@ -184,7 +184,7 @@ class ReceiveGuard:
         seq = v.seq
         # ``chain``: newest number of the in-order stream (fresh in-sync messages and hole
         # fills; a repeated body advances it only once it proved to be the current state)
-        if v.cls in (HOLE, CONFLICT, UNSET) or (v.cls == IN_SYNC and not v.suspect):
+        if v.cls == UNSET or (v.cls in (IN_SYNC, HOLE, CONFLICT) and not v.suspect):
             self._chain = seq
         if v.cls in (HOLE, CONFLICT, OLD, REPLAY):
             if v.cls == HOLE:
@@ -265,7 +265,7 @@ class ReceiveGuard:
                 # the very state we hold (an ALARM refresh, a bulk re-send, or a copy with a
                 # mutated number): harmless to apply, but it must not raise the key's sequence
                 # mark, or the genuine next state could be taken for an older one
-                if v.cls == IN_SYNC and seq == (self._chain + 1) & MASK:
+                if v.cls in (IN_SYNC, HOLE) and seq == (self._chain + 1) & MASK:
                     self._chain = seq
                 return True
         self._keys[key] = (self.gen, seq, v.body)

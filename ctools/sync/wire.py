@@ -471,10 +471,13 @@ def _encode_nat(out: list, e: Entry, fam: int, v6: bool) -> None:
             snat_ip, snat_port = e.nat_src.min_ip, e.nat_src.min_port
         if e.nat_dst is not None:
             dnat_ip, dnat_port = e.nat_dst.min_ip, e.nat_dst.min_port
+    # (the address decides the attribute: a decoded entry may mix families)
     if snat_ip is not None:
-        _tlv(out, 29 if v6 else 12, _addr(fam, snat_ip))
+        a6 = ":" in snat_ip
+        _tlv(out, 29 if a6 else 12, _addr(AF_INET6 if a6 else AF_INET, snat_ip))
     if dnat_ip is not None:
-        _tlv(out, 30 if v6 else 13, _addr(fam, dnat_ip))
+        a6 = ":" in dnat_ip
+        _tlv(out, 30 if a6 else 13, _addr(AF_INET6 if a6 else AF_INET, dnat_ip))
     if snat_port is not None:
         _tlv(out, 14, _LE16.pack(snat_port))
     if dnat_port is not None:
