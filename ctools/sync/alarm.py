@@ -26,6 +26,7 @@ class AlarmSync(SyncMode):
         self._timers: dict[tuple, list] = {}    # key -> [deadline, kind, obj]
         self._heap: list[tuple[float, int, tuple]] = []
         self._tie = 0
+        self.guard.fill_anywhere = True
 
     def _delay(self) -> float:
         # C: rand() % RefreshTime + 1 seconds, plus (rand() % 5 + 1) * 200000 - 1 microseconds
@@ -119,6 +120,8 @@ class AlarmSync(SyncMode):
         if v.cls in (G.FAR, G.OLD):
             if v.cls == G.FAR:
                 self.stats.count_rejected("seq_implausible")
+            else:
+                self.stats.seq_before += 1      # (the C ALARM receiver never counts)
             run = g.candidate(h, msg, v, now, self.stats.pkts_recv)
             if run is None:
                 return False

@@ -109,6 +109,9 @@ class ReceiveGuard:
         self._tombs = _Lru(mem)
         self._run: list = []
         self.tainted = False    # the current datagram repeats a message we already have
+        # NOTRACK/ALARM have no NACK: a late (reordered) fresh message may fill any number
+        # of a gap, not only its lowest (set by those modes)
+        self.fill_anywhere = False
         self.now = 0.0          # time of the datagram being processed (set by the core)
         # After a HELLO we could not place (probably a restart, not yet confirmed) a message
         # that fits a gap of the old numbering may belong to the new one: FT-FW does not
@@ -147,7 +150,8 @@ class ReceiveGuard:
             # lowest missing number) or claim a slot taken by a suspect or out-of-order message
             # (right after the last in-order one): a mutated copy of an old datagram lands
             # anywhere else.
-            if self._hole_start(seq):
+            if self._hole_start(seq) or (self.fill_anywhere and not suspect
+                                         and self._in_hole(seq)):
                 return Verdict(HOLE, seq, 0, suspect, exact, body)
             held = self._suspects.get(seq)
             if held is not None and not suspect and seq == (self._chain + 1) & MASK \
@@ -281,6 +285,12 @@ class ReceiveGuard:
         return True
 
     # -- holes ------------------------------------------------------------------------------
+
+    def _in_hole(self, seq: int) -> bool:
+        for lo, hi in self._holes:
+            if ((hi - lo) & MASK) >= ((seq - lo) & MASK):
+                return True
+        return False
 
     def _hole_start(self, seq: int) -> bool:
         return any(lo == seq for lo, _hi in self._holes)

@@ -20,6 +20,7 @@ class NotrackSync(SyncMode):
         super().__init__(params, now)
         self._tx = TxQueue()
         self._alive_at = now + params.alive_interval
+        self.guard.fill_anywhere = True
         if params.startup_resync:
             self.request_resync(now)
 
