@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 DEBS := conntrack conntrackd nftables iproute2 iptables keepalived iputils-ping tcpdump logrotate
 
-.PHONY: all venv deps test demo bench fuzz lint clean
+.PHONY: all venv deps test demo bench fuzz lint clean sweep swarm
 
 all: venv
 
@@ -36,6 +36,15 @@ bench: deps venv
 fuzz: venv
 	$(VPY) -m pip install -q atheris
 	$(VPY) fuzz/run.py
+
+# Long runs that do not belong in make test: loss sweeps (CSV + PNG into docs/) and a
+# simulator census over many seeds.
+sweep: deps venv
+	$(VENV)/bin/ctsim sweep --seeds 3 --entries 200 --hardening on,off
+	$(VENV)/bin/ctlab sweep --sets ours,c,mixed --runs 2 --flows 20
+
+swarm: venv
+	$(VENV)/bin/ctsim swarm --first 1000
 
 lint: venv
 	$(VENV)/bin/ruff check ctools sim netns_lab tests bench fuzz
