@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 import sys
+from collections import deque
 from collections.abc import Iterable
 
 from ctools.model import Entry, Tuple
@@ -22,6 +23,7 @@ from ctools.netlink.errors import CodecError
 NEW, UPDATE, DESTROY = "new", "update", "destroy"
 _RECV = 1 << 20
 _BATCH_BYTES = 1 << 16
+STASH_MAX = 1 << 18     # datagrams of events held in user space (~300 bytes each)
 
 
 class KernelError(OSError):
@@ -77,7 +79,8 @@ class EventSocket:
         self.skipped = 0
         self.requested = 0
         self.overrun_pending = False
-        self.drained = True         # the last read() emptied the socket
+        self.drained = True         # the last read() emptied the socket and the stash
+        self.stash: deque[bytes] = deque()     # received, not yet decoded datagrams
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -128,55 +131,73 @@ class EventSocket:
         return self.buffer_size
 
     def read(self, limit: int = 100, skip_pid: int = -1) -> list[tuple[str, Entry, int]]:
-        """Read up to ``limit`` datagrams of events; [] when nothing is pending.
+        """Decode up to ``limit`` datagrams of events; [] when nothing is pending.
 
         Events caused by port ``skip_pid`` are only counted (``self.skipped``), not decoded.
+        Each call first moves everything the kernel holds into ``stash`` (raw bytes): during
+        a burst the kernel's buffer then empties at the speed of ``recv`` rather than of
+        the decoder and the daemon behind it, and does not overflow. ``drained`` tells
+        whether the socket and the stash are both empty afterwards.
         """
-        out: list[tuple[str, Entry, int]] = []
         if self.overrun_pending:
             self.overrun_pending = False
             raise OverrunError()
-        self.drained = False
-        for _ in range(limit):
+        stash = self.stash
+        empty = self._pull()
+        if not stash and self.overrun_pending:
+            self.overrun_pending = False
+            raise OverrunError()
+        out: list[tuple[str, Entry, int]] = []
+        popleft = stash.popleft
+        for _ in range(min(limit, len(stash))):
+            self._decode(popleft(), skip_pid, out)
+        self.drained = empty and not stash
+        return out
+
+    def _pull(self) -> bool:
+        """Receive into the stash until the socket is empty (True) or the stash is full."""
+        stash = self.stash
+        recv_into, buf = self.sock.recv_into, self.buf
+        for _ in range(STASH_MAX - len(stash)):
             try:
-                n = self.sock.recv_into(self.buf)
+                n = recv_into(buf)
             except BlockingIOError:
-                self.drained = True
-                break
+                return True
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
-                    if out:
-                        self.overrun_pending = True     # report it on the next read
-                        break
-                    raise OverrunError() from None
+                    self.overrun_pending = True
+                    return False
                 raise
-            try:
-                for ty, flags, _seq, pid, payload in codec.iter_messages(memoryview(self.buf)[:n]):
-                    if pid == skip_pid:
-                        self.skipped += 1
-                        continue
-                    if ty == C.CT_NEW:
-                        kind = NEW if flags & (C.NLM_F_CREATE | C.NLM_F_EXCL) else UPDATE
-                    elif ty == C.CT_DELETE:
-                        kind = DESTROY
-                    elif ty == C.EXP_NEW or ty == C.EXP_DELETE:
-                        kind = DESTROY if ty == C.EXP_DELETE else (
-                            NEW if flags & (C.NLM_F_CREATE | C.NLM_F_EXCL) else UPDATE)
-                        try:
-                            out.append((kind, codec.decode_expect(payload), pid))
-                        except CodecError:
-                            self.unknown += 1
-                        continue
-                    else:
-                        self.unknown += 1
-                        continue
+            stash.append(bytes(buf[:n]))
+        return False
+
+    def _decode(self, data: bytes, skip_pid: int, out: list) -> None:
+        try:
+            for ty, flags, _seq, pid, payload in codec.iter_messages(data):
+                if pid == skip_pid:
+                    self.skipped += 1
+                    continue
+                if ty == C.CT_NEW:
+                    kind = NEW if flags & (C.NLM_F_CREATE | C.NLM_F_EXCL) else UPDATE
+                elif ty == C.CT_DELETE:
+                    kind = DESTROY
+                elif ty == C.EXP_NEW or ty == C.EXP_DELETE:
+                    kind = DESTROY if ty == C.EXP_DELETE else (
+                        NEW if flags & (C.NLM_F_CREATE | C.NLM_F_EXCL) else UPDATE)
                     try:
-                        out.append((kind, codec.decode_entry(payload), pid))
+                        out.append((kind, codec.decode_expect(payload), pid))
                     except CodecError:
                         self.unknown += 1
-            except CodecError:
-                self.unknown += 1
-        return out
+                    continue
+                else:
+                    self.unknown += 1
+                    continue
+                try:
+                    out.append((kind, codec.decode_entry(payload), pid))
+                except CodecError:
+                    self.unknown += 1
+        except CodecError:
+            self.unknown += 1
 
     def close(self) -> None:
         self.sock.close()

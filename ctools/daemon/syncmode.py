@@ -81,6 +81,7 @@ class SyncDaemon(Daemon):
         self.peer_heard: float | None = None     # time.monotonic() of the last valid message
         self.warned_growth = False
         self.unflushed_events = 0
+        self.events_scheduled = False
 
     # ------------------------------------------------------------------ set-up
     def init(self) -> None:
@@ -245,7 +246,26 @@ class SyncDaemon(Daemon):
 
     # ------------------------------------------------------------------ local events
     def _on_events(self) -> None:
+        """Event socket readable (or stashed events left): handle a slice of the burst."""
+        self.events_scheduled = False
         events = self.events
+        if events is None:
+            return
+        handled = 0
+        while handled < FLUSH_EVERY_EVENTS:
+            n = self._event_batch(events)
+            if n < 0 or events.drained:
+                break
+            handled += max(n, 1)
+        if events.drained or self.unflushed_events >= FLUSH_EVERY_EVENTS:
+            self._flush_events()
+        if events.stash and not self.events_scheduled:
+            # the kernel's socket may be empty while the stash is not: go on next turn
+            self.events_scheduled = True
+            self.loop.call_soon(self._on_events)
+
+    def _event_batch(self, events: EventSocket) -> int:
+        """Read and handle one batch; the number of events, -1 on overrun or error."""
         skipped = events.skipped
         # the commit's own NEW events are not decoded: the commit itself puts the entries
         # into the internal cache afterwards (same result, a fraction of the work)
@@ -255,15 +275,14 @@ class SyncDaemon(Daemon):
         except OverrunError:
             self._overrun()
             self._flush_events()
-            return
+            return -1
         except OSError:
             self.runtime.catch_failed += 1
             self._flush_events()
-            return
+            return -1
         self.runtime.events_received += events.skipped - skipped
         if not batch:
-            self._flush_events()
-            return
+            return 0
         now = self.loop.time()
         own = self.request_sock.portid
         injected = self.inject_sock.portid if self.inject_sock is not None else -1
@@ -286,8 +305,7 @@ class SyncDaemon(Daemon):
                 self._local_event(kind, e, now)
         rt.events_unknown = events.unknown
         self.unflushed_events += len(batch)
-        if events.drained or self.unflushed_events >= FLUSH_EVERY_EVENTS:
-            self._flush_events()
+        return len(batch)
 
     def _flush_events(self) -> None:
         if self.unflushed_events:
