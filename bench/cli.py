@@ -5,7 +5,10 @@ Runs in a throw-away network namespace (removed at exit, also on Ctrl-C):
 
 * ``-L`` and ``-L -o extended`` of N entries (default 100k): wall time (median of runs)
 * the same through ``python -m ctools.netlink.fast`` (the listing hot path by itself)
+* ``-L -s 10.0.0.0/16`` (CIDR filter) and ``-L -p tcp`` of the same table (``Lcidr``,
+  ``Lproto``)
 * ``-R FILE`` with N ``-I`` lines: wall time to create them all
+* ``-D`` of N entries: wall time to delete them all (``D``)
 * ``-E`` while a churn generator creates and deletes entries at a fixed event rate:
   CPU seconds each listener used for the same events, and the events each one printed
 * memory: our ``-L`` peak RSS at N entries vs at 1k entries (it must stream)
@@ -13,7 +16,8 @@ Runs in a throw-away network namespace (removed at exit, also on Ctrl-C):
 Every ratio is ours / C.  Needs root.  Usage::
 
     .venv/bin/python bench/cli.py [--entries 100000] [--runs 3] [--rate 50000]
-                                  [--seconds 4] [--only L,Lext,Lfast,R,E,mem] [--json FILE]
+                                  [--seconds 4] [--only L,Lext,Lfast,Lcidr,Lproto,R,D,E,mem]
+                                  [--json FILE]
 """
 
 from __future__ import annotations
@@ -164,6 +168,26 @@ def bench_load(ns: Namespace, n: int, runs: int) -> dict:
         os.unlink(path)
 
 
+def bench_delete(ns: Namespace, n: int, runs: int) -> dict:
+    """-D of the whole table (n entries, refilled before each run)."""
+    walls: dict[str, list[float]] = {"c": [], "ours": []}
+    cpus: dict[str, list[float]] = {"c": [], "ours": []}
+    for _ in range(runs):
+        for who, tool in (("c", REF), ("ours", OURS)):
+            populate(ns, n)
+            wall, cpu, _rss, _err = run_measured(ns.cmd(tool, "-D"))
+            with Conntrack(netns=ns.name) as ct:
+                if ct.count() != 0:
+                    raise SystemExit(f"-D with {who}: {ct.count()} entries left")
+            walls[who].append(wall)
+            cpus[who].append(cpu)
+    c, ours = statistics.median(walls["c"]), statistics.median(walls["ours"])
+    c_cpu, ours_cpu = statistics.median(cpus["c"]), statistics.median(cpus["ours"])
+    return {"c_s": round(c, 3), "ours_s": round(ours, 3), "ratio": round(ours / c, 2),
+            "c_cpu_s": round(c_cpu, 3), "ours_cpu_s": round(ours_cpu, 3),
+            "cpu_ratio": round(ours_cpu / c_cpu, 2)}
+
+
 CHURN = r"""
 import socket, sys, time
 rate, seconds = int(sys.argv[1]), float(sys.argv[2])
@@ -243,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rate", type=int, default=50_000, help="events/s for the -E test")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of the -E churn")
-    ap.add_argument("--only", default="L,Lext,Lfast,R,E,mem")
+    ap.add_argument("--only", default="L,Lext,Lfast,Lcidr,Lproto,R,D,E,mem")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -255,11 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(OURS):
         print(f"{OURS} missing: run `make`", file=sys.stderr)
         return 2
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        # without cached bytecode every run of ours recompiles its modules (~0.1 s)
+        print("note: PYTHONDONTWRITEBYTECODE is set; an installed ctools has .pyc files, "
+              "run with `env -u PYTHONDONTWRITEBYTECODE` to measure like one", file=sys.stderr)
     only = set(args.only.split(","))
     results: dict = {"entries": args.entries}
     ns = Namespace()
     try:
-        if only & {"L", "Lext", "Lfast"}:
+        if only & {"L", "Lext", "Lfast", "Lcidr", "Lproto"}:
             populate(ns, args.entries)
         if "L" in only:
             results["-L"] = bench_list(ns, args.runs, [])
@@ -274,9 +302,18 @@ def main(argv: list[str] | None = None) -> int:
             results["fast -L -o extended"] = bench_list(ns, args.runs, ["-o", "extended"],
                                                         FAST)
             print("fast -L -o extended", results["fast -L -o extended"], flush=True)
+        if "Lcidr" in only:
+            results["-L -s 10.0.0.0/16"] = bench_list(ns, args.runs, ["-s", "10.0.0.0/16"])
+            print("-L -s 10.0.0.0/16", results["-L -s 10.0.0.0/16"], flush=True)
+        if "Lproto" in only:
+            results["-L -p tcp"] = bench_list(ns, args.runs, ["-p", "tcp"])
+            print("-L -p tcp", results["-L -p tcp"], flush=True)
         if "R" in only:
             results["-R"] = bench_load(ns, args.entries, max(1, args.runs - 1))
             print("-R", results["-R"], flush=True)
+        if "D" in only:
+            results["-D"] = bench_delete(ns, args.entries, max(1, args.runs - 1))
+            print("-D", results["-D"], flush=True)
         if "E" in only:
             results["-E"] = bench_events(ns, args.rate, args.seconds)
             print("-E", results["-E"], flush=True)

@@ -12,7 +12,7 @@ import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the _ctfast.ABI this Python code expects; an older build in place is ignored
-CTFAST_ABI = 1
+CTFAST_ABI = 2
 SOURCES = {"_ctfast": "_ctfast.c"}
 
 

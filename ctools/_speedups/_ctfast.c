@@ -574,18 +574,98 @@ static int call_fallback(PyObject *fallback, PyObject *owner, Py_ssize_t off, Py
     return 0;
 }
 
+/* A userspace filter format_dump can apply itself (see ctools.netlink.fast.DumpMatch):
+ * original-direction address/mask checks and the layer-4 protocol of both tuples. */
+typedef struct {
+    int active;
+    int family;                 /* 0 = no address check */
+    int has_src, has_dst;
+    unsigned char src[16], smask[16], dst[16], dmask[16];
+    int proto;                  /* -1 = any */
+} dmatch;
+
+static int match_addr(const unsigned char *a, const unsigned char *want,
+                      const unsigned char *mask, int n)
+{
+    for (int i = 0; i < n; i++)
+        if ((a[i] & mask[i]) != want[i])
+            return 0;
+    return 1;
+}
+
+static int dump_match(const dmatch *m, const centry *e)
+{
+    if (m->family) {
+        int v6 = m->family == AF_INET6, n = v6 ? 16 : 4;
+        if (!e->orig.present || e->orig.family != m->family)
+            return 0;
+        if (m->has_src && (!e->orig.has_src || e->orig.src_v6 != v6
+                           || !match_addr(e->orig.src, m->src, m->smask, n)))
+            return 0;
+        if (m->has_dst && (!e->orig.has_dst || e->orig.dst_v6 != v6
+                           || !match_addr(e->orig.dst, m->dst, m->dmask, n)))
+            return 0;
+    }
+    if (m->proto >= 0) {
+        if (!e->orig.present || !e->orig.has_proto || e->orig.proto != (unsigned)m->proto)
+            return 0;
+        if (!e->reply.present || !e->reply.has_proto || e->reply.proto != (unsigned)m->proto)
+            return 0;
+    }
+    return 1;
+}
+
+/* (family, proto, src, smask, dst, dmask): addresses as 4/16 bytes, b"" = not checked */
+static int parse_match(PyObject *obj, dmatch *m)
+{
+    Py_buffer bs[4];
+    int family, proto, n;
+    memset(m, 0, sizeof(*m));
+    m->proto = -1;
+    if (obj == NULL || obj == Py_None)
+        return 0;
+    if (!PyArg_ParseTuple(obj, "iiy*y*y*y*", &family, &proto, &bs[0], &bs[1], &bs[2], &bs[3]))
+        return -1;
+    n = family == AF_INET6 ? 16 : 4;
+    int ok = (family == 0 || family == AF_INET || family == AF_INET6) && proto >= -1
+             && proto <= 255;
+    for (int i = 0; i < 4; i += 2) {
+        if (bs[i].len == 0 && bs[i + 1].len == 0)
+            continue;
+        if (family == 0 || bs[i].len != n || bs[i + 1].len != n) {
+            ok = 0;
+            continue;
+        }
+        memcpy(i ? m->dst : m->src, bs[i].buf, n);
+        memcpy(i ? m->dmask : m->smask, bs[i + 1].buf, n);
+        if (i) m->has_dst = 1; else m->has_src = 1;
+    }
+    for (int i = 0; i < 4; i++)
+        PyBuffer_Release(&bs[i]);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "bad dump match");
+        return -1;
+    }
+    m->active = 1;
+    m->family = family;
+    m->proto = proto;
+    return 0;
+}
+
 PyDoc_STRVAR(format_dump_doc,
-"format_dump(buf, seq, flags, now, fallback) -> (text, count, done, errno)\n\n"
+"format_dump(buf, seq, flags, now, fallback[, match]) -> (text, count, done, errno)\n\n"
 "Format every conntrack message of one netlink receive buffer whose sequence number\n"
 "is seq (0 = any) in the one-line text format selected by the O_* bits in flags.\n"
 "Payloads it does not handle are passed to fallback(payload) -> str | None (None =\n"
 "skip).  done is true once NLMSG_DONE or an error was seen; errno is the error\n"
 "(0 = none).  now is time.time() as an int (for delta-time), or -1.\n"
+"match, when given, is (family, proto, src, smask, dst, dmask): entries it parses\n"
+"and that fail it are skipped (fallback payloads must be filtered by fallback).\n"
 "Raises ValueError on a malformed netlink header.");
 
 static PyObject *format_dump(PyObject *self, PyObject *args)
 {
-    PyObject *bufobj, *fallback, *ret = NULL;
+    PyObject *bufobj, *fallback, *matchobj = NULL, *ret = NULL;
     unsigned long seq;
     int flags;
     long long now;
@@ -593,8 +673,11 @@ static PyObject *format_dump(PyObject *self, PyObject *args)
     obuf o = {0};
     Py_ssize_t off = 0, count = 0;
     int done = 0, err = 0;
+    dmatch match;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OkiLO", &bufobj, &seq, &flags, &now, &fallback))
+    if (!PyArg_ParseTuple(args, "OkiLO|O", &bufobj, &seq, &flags, &now, &fallback, &matchobj))
+        return NULL;
+    if (parse_match(matchobj, &match) < 0)
         return NULL;
     if (PyObject_GetBuffer(bufobj, &view, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -634,12 +717,17 @@ static PyObject *format_dump(PyObject *self, PyObject *args)
                         if (v < 0) { err = -v; done = 1; }
                     }
                 } else if (mtype >= 16) {
-                    int r = parse_entry(pl, plen, &e) ? 1 : format_entry(&o, &e, flags, now);
+                    int r = parse_entry(pl, plen, &e) ? 1 : 2;
+                    if (r == 2 && match.active && !dump_match(&match, &e))
+                        r = 3;                       /* filtered out */
+                    else if (r == 2)
+                        r = format_entry(&o, &e, flags, now);
                     if (r < 0)
                         goto out;
                     if (r == 0)
                         count++;
-                    else if (call_fallback(fallback, bufobj, off + 16, plen, &o, &count) < 0)
+                    else if (r == 1
+                             && call_fallback(fallback, bufobj, off + 16, plen, &o, &count) < 0)
                         goto out;
                 }
             }
@@ -1479,12 +1567,71 @@ PyDoc_STRVAR(create_line_doc,
 "The -R fast path: CTA_* attributes of a plain IPv4 tcp/udp -I/-A line\n"
 "(same grammar and bytes as ctools.cli._ct_fastline), None for any other line.");
 
+/* ---------------------------------------------------------------------------------------
+ * delete_attrs: the CT_DELETE request for one dumped entry, from its payload's own
+ * attributes (CTA_TUPLE_ORIG, then CTA_ZONE and CTA_ID when present) -- no Entry needed.
+ */
+PyDoc_STRVAR(delete_attrs_doc,
+"delete_attrs(payload) -> bytes | None\n\n"
+"CTA_TUPLE_ORIG, CTA_ZONE and CTA_ID of a conntrack payload (from nfgenmsg on), copied\n"
+"in that order as the attributes of a delete request; None if the payload has no\n"
+"original tuple or is malformed.");
+
+static PyObject *delete_attrs(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    (void)self;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *b = view.buf;
+    Py_ssize_t end = view.len, off = 4;
+    Py_ssize_t at[3] = {-1, -1, -1}, len[3] = {0, 0, 0};
+    int bad = end < 4;
+    while (!bad && off + 4 <= end) {
+        unsigned ln = attr_len(b + off), ty = attr_type(b + off);
+        Py_ssize_t nxt = off + ln;
+        if (ln < 4 || nxt > end) {
+            bad = 1;
+            break;
+        }
+        int slot = ty == 1 ? 0 : ty == 18 ? 1 : ty == 12 ? 2 : -1;
+        if (slot >= 0) {
+            at[slot] = off;
+            len[slot] = ln;
+        }
+        off = (nxt + 3) & ~(Py_ssize_t)3;
+    }
+    /* zone and id have fixed sizes; the tuple must hold something */
+    if (bad || at[0] < 0 || len[0] <= 4 || (at[1] >= 0 && len[1] != 6)
+            || (at[2] >= 0 && len[2] != 8)) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    unsigned char out[1024];
+    Py_ssize_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        if (at[i] < 0)
+            continue;
+        Py_ssize_t padded = (len[i] + 3) & ~(Py_ssize_t)3;
+        if (n + padded > (Py_ssize_t)sizeof out) {
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        }
+        memcpy(out + n, b + at[i], len[i]);
+        memset(out + n + len[i], 0, padded - len[i]);
+        n += padded;
+    }
+    PyBuffer_Release(&view);
+    return PyBytes_FromStringAndSize((const char *)out, n);
+}
+
 static PyMethodDef methods[] = {
     {"decode_entry", decode_entry, METH_O, decode_entry_doc},
     {"format_events", format_events, METH_VARARGS, format_events_doc},
     {"format_dump", format_dump, METH_VARARGS, format_dump_doc},
     {"format_payload", format_payload, METH_VARARGS, format_payload_doc},
     {"create_line", create_line, METH_O, create_line_doc},
+    {"delete_attrs", delete_attrs, METH_O, delete_attrs_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1495,7 +1642,7 @@ static struct PyModuleDef module = {
 };
 
 /* Bumped whenever the Python side needs something new: a stale build is then ignored. */
-#define CTFAST_ABI 1
+#define CTFAST_ABI 2
 
 PyMODINIT_FUNC PyInit__ctfast(void)
 {

@@ -150,6 +150,37 @@ def compare_filter(req: Request, with_timeout: bool = True) -> Callable[[Entry],
     return check
 
 
+_MATCHABLE = frozenset({"src", "dst", "mask-src", "mask-dst", "protonum", "output"})
+
+
+def dump_match(req: Request) -> tuple | None:
+    """``build_filter(req)`` as a C dump match ``(family, proto, src, smask, dst, dmask)``
+    (see :func:`ctools.netlink.fast.dump_text`), or None when it does more than compare
+    the original addresses (exact or masked) and the protocol of both tuples."""
+    if not req.options <= _MATCHABLE or req.proto_flags:
+        return None
+    t = req.tmpl
+    if (t.status is not None or t.mark is not None or t.label_filter
+            or t.ct.timeout is not None):
+        return None
+    orig = t.ct.orig
+    family = req.family if (orig.src is not None or orig.dst is not None) else 0
+    if family is None:
+        return None
+    parts: list[bytes] = []
+    for given, mask in ((orig.src, t.mask.src), (orig.dst, t.mask.dst)):
+        if given is None:
+            parts += (b"", b"")
+            continue
+        n = 4 if family == socket.AF_INET else 16
+        m = _addr_int(family, mask) if mask is not None else (1 << (8 * n)) - 1
+        parts += ((_addr_int(family, given) & m).to_bytes(n, "big"), m.to_bytes(n, "big"))
+    proto = orig.proto if "protonum" in req.options else -1
+    if proto is None or (proto != -1 and t.ct.reply.proto != proto):
+        return None
+    return (family, proto, *parts)
+
+
 def build_filter(req: Request, with_timeout: bool = True) -> Callable[[Entry], bool] | None:
     """All filters of -L/-D/-E combined (AND), or None when nothing filters."""
     parts = [f for f in (nat_filter(req), network_filter(req),
@@ -199,4 +230,4 @@ def update_filter(req: Request) -> Callable[[Entry], bool]:
     return check
 
 
-__all__ = ["build_filter", "update_filter", "P"]
+__all__ = ["build_filter", "dump_match", "update_filter", "P"]

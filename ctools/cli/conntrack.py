@@ -30,7 +30,7 @@ from ctools.cli._ct_args import (
 )
 from ctools.cli._ct_errors import OTHER_PROBLEM, PARAMETER_PROBLEM, CtError, ParamError
 from ctools.cli._ct_fastline import fast_create
-from ctools.cli._ct_filter import build_filter, update_filter
+from ctools.cli._ct_filter import build_filter, dump_match, update_filter
 from ctools.format import json as fjson
 from ctools.format import save as fsave
 from ctools.format import text as ftext
@@ -307,8 +307,11 @@ class Runner:
                     return line
             return fmt(e, text_flags, None, labelmap, now)
         try:
+            # a plain address/protocol filter runs in C too; others need decoded entries
+            match = dump_match(self.req) if keep is not None else None
             return fast.dump_text(self.sock, msg, family, attrs, flags, slow, self.out.write,
-                                  now=now, use_speedups=keep is None)
+                                  now=now, use_speedups=keep is None or match is not None,
+                                  match=match)
         except NetlinkError as exc:
             raise op_failed(exc.errno, self.req.command) from None
 
@@ -343,27 +346,35 @@ class Runner:
             parts.append(codec.nla_be32(C.CTA_MARK, req.tmpl.mark[0]))
             parts.append(codec.nla_be32(C.CTA_MARK_MASK, req.tmpl.mark[1]))
         keep = build_filter(req)
-        victims = []
+        from ctools.netlink import fast
+        c_format = (fast.format_payload if fast.HAVE_SPEEDUPS
+                    and not req.output & (O_XML | O_SAVE | O_JSON) else None)
+        # without a userspace filter and with text output, entries need no decoding: the
+        # request is copied from the payload and the line formatted from it (in C)
+        raw = fast.delete_attrs if keep is None and c_format is not None else None
+        victims: list[Entry | None] = []
         payloads = []
+        requests = []
         for payload in self.dump(C.CT_GET, req.family or AF_UNSPEC, b"".join(parts)):
+            attrs = raw(payload) if raw is not None else None
+            if attrs is not None:
+                victims.append(None)
+                payloads.append(payload)
+                requests.append((C.CT_DELETE, 0, payload[0], attrs))
+                continue
             e = codec.decode_entry(payload)
             if keep is None or keep(e):
                 victims.append(e)
                 payloads.append(payload)
+                attrs = codec.encode_tuple(e.orig, C.CTA_TUPLE_ORIG)
+                if e.zone is not None:
+                    attrs += codec.nla_be16(C.CTA_ZONE, e.zone)
+                if e.id is not None:
+                    attrs += codec.nla_be32(C.CTA_ID, e.id)
+                requests.append((C.CT_DELETE, 0, e.orig.family, attrs))
         printer = Printer(req, labels=False, ktimestamp=False)
-        from ctools.netlink import fast
-        c_format = (fast.format_payload if fast.HAVE_SPEEDUPS
-                    and not req.output & (O_XML | O_SAVE | O_JSON) else None)
         now = int(time.time())
         count = 0
-        requests = []
-        for e in victims:
-            attrs = codec.encode_tuple(e.orig, C.CTA_TUPLE_ORIG)
-            if e.zone is not None:
-                attrs += codec.nla_be16(C.CTA_ZONE, e.zone)
-            if e.id is not None:
-                attrs += codec.nla_be32(C.CTA_ID, e.id)
-            requests.append((C.CT_DELETE, 0, e.orig.family, attrs))
         # sent in chunks with one ack each; results are walked in order and the first
         # refusal ends the command like in 1.4.7 (docs/compat-cli.md: chunked deletes)
         errors = self.sock.batch(requests) if len(requests) > 1 else None
@@ -380,7 +391,11 @@ class Runner:
                 self.out.flush()
                 raise op_failed(err, P.CT_DELETE)
             line = c_format(payloads[i], printer.text_flags, now) if c_format else None
-            self.out.write(line if line is not None else printer.entry(e, save_op="-D"))
+            if line is None:
+                if e is None:
+                    e = codec.decode_entry(payloads[i])
+                line = printer.entry(e, save_op="-D")
+            self.out.write(line)
             count += 1
         self.summary(f"{count} flow entries have been deleted.")
         return 0 if count or self.batch else 1
@@ -971,15 +986,18 @@ def load_file(path: str) -> int:
     lines = [ln + "\n" for ln in text.split("\n")]
     if lines and lines[-1] == "\n":
         lines.pop()            # the newline at the end of the file
+    append = requests.append
     for raw in lines:
+        if use_fast and len(raw) <= 10239:
+            # the common line: the fast path takes it whole, or the loop below does
+            fast = fast_create(raw)
+            if fast is not None:
+                append(PreparedCreate(*fast))
+                continue
         # 1.4.7 reads in 10239-byte pieces: a longer line becomes several
         for start in range(0, max(len(raw), 1), 10239):
             line = raw[start:start + 10239].lstrip(" \t")
             if not line or line.startswith(("\n", "#")):
-                continue
-            fast = fast_create(line) if use_fast else None
-            if fast is not None:
-                requests.append(PreparedCreate(*fast))
                 continue
             argv = [PROG] + split_line(line)
             req = parse(argv, output)

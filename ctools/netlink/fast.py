@@ -28,7 +28,7 @@ from ctools.netlink.errors import CodecError, NetlinkError
 
 _ctfast = load_ctfast()
 
-__all__ = ["HAVE_SPEEDUPS", "dump_text", "format_payload", "event_line", "events_text",
+__all__ = ["HAVE_SPEEDUPS", "delete_attrs", "dump_text", "format_payload", "event_line", "events_text",
            "EVENT_PREFIX", "O_EVENT"]
 
 # `conntrack -E` line prefixes (same text as ctools.format.text.EVENT_PREFIX)
@@ -37,6 +37,17 @@ O_EVENT = 1 << 16  # private flag of the C formatter: event line, no use= field
 
 HAVE_SPEEDUPS = _ctfast is not None
 _I32 = struct.Struct("=i")
+
+
+def delete_attrs(payload) -> bytes | None:
+    """The attributes of a CT_DELETE request for one dumped entry (its original tuple,
+    zone and id, copied from ``payload``), or None: build them from the decoded entry."""
+    if _delete_attrs is None:
+        return None
+    return _delete_attrs(payload)
+
+
+_delete_attrs = getattr(_ctfast, "delete_attrs", None)
 
 
 def format_payload(payload, flags: int, now: int | None = None) -> str | None:
@@ -104,11 +115,18 @@ def events_text(sock, flags: int, fallback: Callable[[str, int, memoryview], str
 
 def dump_text(sock, msg_type: int, family: int, attrs: bytes, flags: int,
               fallback: Callable[[memoryview], str | None], write: Callable[[str], object],
-              *, now: int | None = None, use_speedups: bool = True) -> int:
+              *, now: int | None = None, use_speedups: bool = True,
+              match: tuple | None = None) -> int:
     """Run a dump on ``sock`` (a CtnetlinkSocket) and ``write`` its entries as text.
 
     Returns the number of entries written.  Kernel errors raise NetlinkError, malformed
     messages CodecError (from the fallback's decoder).
+
+    ``match`` (``(family, proto, src, smask, dst, dmask)``, see
+    :func:`ctools.cli._ct_filter.dump_match`) lets the C formatter skip the entries that
+    fail a plain address/protocol filter without building them in Python; ``fallback``
+    still gets (and must filter) the payloads the C code leaves to it.  Without the
+    accelerator ``match`` is ignored and ``fallback`` sees everything.
     """
     if now is None:
         now = int(time.time())
@@ -121,7 +139,8 @@ def dump_text(sock, msg_type: int, family: int, attrs: bytes, flags: int,
             fmt = _ctfast.format_dump
             while not done:
                 try:
-                    text, n, done, err = fmt(sock._recv(), seq, flags, now, fallback)
+                    text, n, done, err = fmt(sock._recv(), seq, flags, now, fallback,
+                                             match)
                 except ValueError as exc:
                     if isinstance(exc, CodecError):
                         raise
