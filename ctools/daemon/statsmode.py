@@ -75,12 +75,17 @@ class StatsDaemon(Daemon):
             self.flow_log.close()
 
     def _on_events(self) -> None:
+        self.events_scheduled = False
         try:
             batch = self.events.read(self.cfg.general.event_iterations_limit)
         except OverrunError:
             self.runtime.overrun += 1
             self.runtime.catch_failed += 1
-            return
+            batch = []
+        if self.events.stash and not self.events_scheduled:
+            # events received into the stash but not decoded yet: the socket may stay quiet
+            self.events_scheduled = True
+            self.loop.call_soon(self._on_events)
         now = time.monotonic()
         for kind, e, _pid in batch:
             self.runtime.events_received += 1
