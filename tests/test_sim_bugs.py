@@ -172,13 +172,9 @@ def test_restart_onto_the_old_last_hardened():
     assert took is not None, sim.divergence()
 
 
-_HOLE_BUG = pytest.mark.xfail(reason="ctools.sync guard (hardening on): _in_hole() accepts only "
-                              "the lowest number of a hole; a late datagram from its middle is "
-                              "dropped as OLD without a counter (ALARM/NOTRACK never recover it)")
 
 
-@pytest.mark.parametrize("mode", ["ftfw", pytest.param("alarm", marks=_HOLE_BUG),
-                                  pytest.param("notrack", marks=_HOLE_BUG)])
+@pytest.mark.parametrize("mode", ["ftfw", "alarm", "notrack"])
 def test_reordered_datagram_inside_a_hole(mode):
     # Perfect link; three deletes leave in three datagrams N+1, N+2, N+3. N+1 is 20 ms late,
     # N+2 10 ms: N+3 arrives first and opens the hole [N+1, N+2], then N+2 fills its middle.
