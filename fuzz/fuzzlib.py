@@ -38,14 +38,7 @@ for _p in (str(FUZZ_DIR), str(ROOT)):
 # note)]. tests/test_fuzz.py turns a smoke failure with that text into an expected failure,
 # and fuzz/run.py keeps fuzzing past it (counted) instead of stopping at the first hit.
 KNOWN_OPEN: dict[str, list[tuple[str, str]]] = {
-    "cli_args": [("UnicodeEncodeError", "conntrack -p with a non-UTF-8 name: traceback in "
-                  "ctools/cli/_ct_proto.find_proto (CLI engineer)")],
-    "cli_conntrackd": [("daemon mode with a request", "conntrackd --health -d: the health "
-                        "check runs and -d is ignored instead of 'Invalid parameters' "
-                        "(daemon engineer)")],
     "netlink_decode": [
-        ("has no attribute 'zone'", "-o save of an entry without orig/reply tuple: "
-         "AttributeError in ctools/format/save.py (CLI engineer)"),
         ("C and Python decoders differ", "the C accelerator decodes a nested attribute of "
          "type 0 into tcp_wscale_orig, the Python decoder ignores it (codec engineer)"),
         ("C and Python text differ", "the C text formatter prints the counters of an entry "

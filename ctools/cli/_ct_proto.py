@@ -377,7 +377,7 @@ def find_proto(text: str) -> ProtoHandler | None:
         return cls()
     try:
         num = socket.getprotobyname(text)
-    except OSError:
+    except (OSError, UnicodeError):     # argv bytes that are not UTF-8 name no protocol
         num = None
     if num is None:
         value, rest = c_strtoul(text)

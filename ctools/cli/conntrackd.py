@@ -218,6 +218,8 @@ def scan(argv: list[str], log: DaemonLog) -> Invocation:
             raise _Exit(0)
         i += 1
     if inv.health and inv.request is None:
+        if inv.daemon:      # a request and daemon mode at once: refused like -s -d
+            invalid()
         inv.request = Req.HEALTH
     return inv
 

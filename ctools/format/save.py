@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 
 from ctools.format.text import DCCP_STATES, L4_NAMES, SCTP_STATES
 from ctools.model import (
+    AF_INET6,
     IPS_ASSURED,
     IPS_DST_NAT_DONE,
     IPS_EXPECTED,
@@ -14,6 +16,7 @@ from ctools.model import (
     IPS_SRC_NAT_DONE,
     TCP_STATES,
     Entry,
+    Tuple,
 )
 
 _SAVE_STATUS = ((IPS_EXPECTED, "EXPECTED"), (IPS_SEEN_REPLY, "SEEN_REPLY"),
@@ -68,8 +71,25 @@ def _status_words(status: int) -> str:
     return words
 
 
+def _with_both_tuples(e: Entry) -> Entry:
+    """The kernel always sends both tuples; a damaged message may lack one. Print the missing
+    one as the zeroed tuple libnetfilter_conntrack would hold instead of failing."""
+    known = e.orig or e.reply
+    family = known.family if known is not None else None
+    zero = "::" if family == AF_INET6 else "0.0.0.0"
+    proto = known.proto if known is not None else None
+    e = copy.copy(e)
+    if e.orig is None:
+        e.orig = Tuple(family, zero, zero, proto)
+    if e.reply is None:
+        e.reply = Tuple(family, zero, zero, proto)
+    return e
+
+
 def format_save(e: Entry, op: str = "-A") -> str:
     """The replayable command line (with newline). ``op`` is ``-A``, ``-U`` or ``-D``."""
+    if e.orig is None or e.reply is None:
+        e = _with_both_tuples(e)
     orig, reply = e.orig, e.reply
     out = [op]
     add = out.append
