@@ -259,10 +259,13 @@ def test_filtered_list_same_in_c_python_and_reference(netns_factory, ref_conntra
         assert fast, f
 
 
-@pytest.mark.parametrize("argv", [["-D"], ["-D", "-o", "extended"], ["-D", "-p", "udp"]])
+@pytest.mark.parametrize("argv", [
+    ["-D"], ["-D", "-o", "extended"], ["-D", "-p", "udp"], ["-D", "-s", "10.0.0.0/16"],
+    ["-D", "-s", "2001:db8::/32", "-p", "tcp"], ["-D", "-p", "udp", "--dport", "6"]])
 def test_delete_same_in_c_python_and_reference(netns_factory, ref_conntrack, argv):
-    """-D without a filter builds its requests from the dumped payloads (C); it deletes
-    and prints the same as the pure-Python path and the C tool."""
+    """-D without a filter or with a plain address/protocol one filters and builds its
+    requests from the dumped payloads (C); it deletes and prints the same as the
+    pure-Python path and the C tool."""
     ns = netns_factory("ctcp")
     runs = {}
     for who, cmd in (("fast", OURS), ("pure", ["env", "CTOOLS_NO_SPEEDUPS=1", *OURS]),
@@ -272,5 +275,6 @@ def test_delete_same_in_c_python_and_reference(netns_factory, ref_conntrack, arg
         runs[who] = listing(ns, [*cmd, *argv])
         left = len(listing(ns, [*OURS, "-L"]))
         assert len(runs[who]) + left == before == 200, who
+        assert runs[who], who
         ns.run(*OURS, "-F")
     assert runs["fast"] == runs["pure"] == runs["ref"]

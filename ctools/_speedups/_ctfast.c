@@ -1572,19 +1572,35 @@ PyDoc_STRVAR(create_line_doc,
  * attributes (CTA_TUPLE_ORIG, then CTA_ZONE and CTA_ID when present) -- no Entry needed.
  */
 PyDoc_STRVAR(delete_attrs_doc,
-"delete_attrs(payload) -> bytes | None\n\n"
+"delete_attrs(payload[, match]) -> bytes | None\n\n"
 "CTA_TUPLE_ORIG, CTA_ZONE and CTA_ID of a conntrack payload (from nfgenmsg on), copied\n"
-"in that order as the attributes of a delete request; None if the payload has no\n"
-"original tuple or is malformed.");
+"in that order as the attributes of a delete request; b\"\" if the entry fails match\n"
+"(as in format_dump); None if the payload has no original tuple or is malformed.");
 
-static PyObject *delete_attrs(PyObject *self, PyObject *arg)
+static PyObject *delete_attrs(PyObject *self, PyObject *args)
 {
+    PyObject *arg, *matchobj = NULL;
     Py_buffer view;
+    dmatch match;
     (void)self;
+    if (!PyArg_ParseTuple(args, "O|O", &arg, &matchobj))
+        return NULL;
+    if (parse_match(matchobj, &match) < 0)
+        return NULL;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     const unsigned char *b = view.buf;
     Py_ssize_t end = view.len, off = 4;
+    if (match.active) {
+        centry e;
+        int r = parse_entry(b, end, &e) ? -1 : dump_match(&match, &e);
+        if (r <= 0) {
+            PyBuffer_Release(&view);
+            if (r < 0)
+                Py_RETURN_NONE;
+            return PyBytes_FromStringAndSize(NULL, 0);
+        }
+    }
     Py_ssize_t at[3] = {-1, -1, -1}, len[3] = {0, 0, 0};
     int bad = end < 4;
     while (!bad && off + 4 <= end) {
@@ -1631,7 +1647,7 @@ static PyMethodDef methods[] = {
     {"format_dump", format_dump, METH_VARARGS, format_dump_doc},
     {"format_payload", format_payload, METH_VARARGS, format_payload_doc},
     {"create_line", create_line, METH_O, create_line_doc},
-    {"delete_attrs", delete_attrs, METH_O, delete_attrs_doc},
+    {"delete_attrs", delete_attrs, METH_VARARGS, delete_attrs_doc},
     {NULL, NULL, 0, NULL},
 };
 

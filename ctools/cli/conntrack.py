@@ -349,15 +349,20 @@ class Runner:
         from ctools.netlink import fast
         c_format = (fast.format_payload if fast.HAVE_SPEEDUPS
                     and not req.output & (O_XML | O_SAVE | O_JSON) else None)
-        # without a userspace filter and with text output, entries need no decoding: the
-        # request is copied from the payload and the line formatted from it (in C)
-        raw = fast.delete_attrs if keep is None and c_format is not None else None
+        # without a userspace filter (or with a plain address/protocol one) and with text
+        # output, entries need no decoding: the filter runs in C, the request is copied
+        # from the payload and the line formatted from it
+        match = dump_match(req) if keep is not None else None
+        raw = (fast.delete_attrs if c_format is not None and (keep is None or match is not None)
+               else None)
         victims: list[Entry | None] = []
         payloads = []
         requests = []
         for payload in self.dump(C.CT_GET, req.family or AF_UNSPEC, b"".join(parts)):
-            attrs = raw(payload) if raw is not None else None
+            attrs = raw(payload, match) if raw is not None else None
             if attrs is not None:
+                if not attrs:
+                    continue            # fails the filter
                 victims.append(None)
                 payloads.append(payload)
                 requests.append((C.CT_DELETE, 0, payload[0], attrs))

@@ -39,15 +39,16 @@ HAVE_SPEEDUPS = _ctfast is not None
 _I32 = struct.Struct("=i")
 
 
-def delete_attrs(payload) -> bytes | None:
+def delete_attrs(payload, match: tuple | None = None) -> bytes | None:
     """The attributes of a CT_DELETE request for one dumped entry (its original tuple,
-    zone and id, copied from ``payload``), or None: build them from the decoded entry."""
-    if _delete_attrs is None:
-        return None
-    return _delete_attrs(payload)
+    zone and id, copied from ``payload``); ``b""`` when the entry fails ``match`` (see
+    :func:`dump_text`); None: decode the entry and do it the slow way.  (This Python
+    version always answers None; the C one replaces it when built.)"""
+    return None
 
 
-_delete_attrs = getattr(_ctfast, "delete_attrs", None)
+if getattr(_ctfast, "delete_attrs", None) is not None:
+    delete_attrs = _ctfast.delete_attrs  # noqa: F811 -- one call per deleted entry
 
 
 def format_payload(payload, flags: int, now: int | None = None) -> str | None:
