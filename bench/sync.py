@@ -27,6 +27,10 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from ctools.daemon.control import ControlError, Req, request  # noqa: E402
+
+DIRECT_POLL = False
 OURS = [sys.executable, "-m", "ctools.cli.conntrackd"]
 REF = shutil.which("conntrackd", path="/usr/sbin:/sbin:/usr/bin")
 LINK = ("10.78.0.1", "10.78.0.2")
@@ -96,8 +100,17 @@ class Daemon:
                            timeout=timeout)
 
     def counts(self) -> tuple[int, int]:
-        """(internal, external) current active connections from ``-s``."""
-        text = self.ask("-s").stdout
+        """(internal, external) current active connections from ``-s``.
+
+        With ``--direct-poll`` the bench asks the control socket itself (the same code for
+        both daemons, no client process competing for the 2 cores during the burst)."""
+        if DIRECT_POLL:
+            try:
+                text = request(str(self.sock), Req.STATS, timeout=10).decode("latin-1")
+            except ControlError:
+                text = ""
+        else:
+            text = self.ask("-s").stdout
         nums = [int(n) for n in re.findall(r"current active connections:\t\s*(\d+)", text)]
         return (nums[0], nums[1]) if len(nums) >= 2 else (-1, -1)
 
@@ -246,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--losses", default="10,30")
     ap.add_argument("--only", choices=("ours", "ref"))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--direct-poll", action="store_true",
+                    help="poll the receiver's count on its control socket from the bench "
+                         "instead of running the implementation's own -s client")
     ap.add_argument("--trace", action="store_true",
                     help="print the receiver's external count at each poll of the burst")
     args = ap.parse_args(argv)
@@ -253,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         print("bench/sync.py needs root (network namespaces)", file=sys.stderr)
         return 2
     losses = [int(x) for x in args.losses.split(",") if x]
+    global DIRECT_POLL
+    DIRECT_POLL = args.direct_poll
     results = []
     impls = []
     if args.only != "ours":
