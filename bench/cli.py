@@ -8,7 +8,8 @@ Runs in a throw-away network namespace (removed at exit, also on Ctrl-C):
 * ``-L -s 10.0.0.0/16`` (CIDR filter) and ``-L -p tcp`` of the same table (``Lcidr``,
   ``Lproto``)
 * ``-R FILE`` with N ``-I`` lines: wall time to create them all
-* ``-D`` of N entries: wall time to delete them all (``D``)
+* ``-D`` of N entries: wall time to delete them all (``D``); ``-D -p tcp``, half of
+  them (``Dproto``)
 * ``-E`` while a churn generator creates and deletes entries at a fixed event rate:
   CPU seconds each listener used for the same events, and the events each one printed
 * memory: our ``-L`` peak RSS at N entries vs at 1k entries (it must stream)
@@ -16,7 +17,7 @@ Runs in a throw-away network namespace (removed at exit, also on Ctrl-C):
 Every ratio is ours / C.  Needs root.  Usage::
 
     .venv/bin/python bench/cli.py [--entries 100000] [--runs 3] [--rate 50000]
-                                  [--seconds 4] [--only L,Lext,Lfast,Lcidr,Lproto,R,D,E,mem]
+                                  [--seconds 4] [--only L,Lext,Lfast,Lcidr,Lproto,R,D,Dproto,E,mem]
                                   [--json FILE]
 """
 
@@ -168,17 +169,19 @@ def bench_load(ns: Namespace, n: int, runs: int) -> dict:
         os.unlink(path)
 
 
-def bench_delete(ns: Namespace, n: int, runs: int) -> dict:
-    """-D of the whole table (n entries, refilled before each run)."""
+def bench_delete(ns: Namespace, n: int, runs: int, extra: tuple[str, ...] = ()) -> dict:
+    """-D of the whole table (n entries, refilled before each run), or of the entries
+    ``extra`` selects (``-p tcp``: the half that is TCP)."""
     walls: dict[str, list[float]] = {"c": [], "ours": []}
     cpus: dict[str, list[float]] = {"c": [], "ours": []}
     for _ in range(runs):
         for who, tool in (("c", REF), ("ours", OURS)):
             populate(ns, n)
-            wall, cpu, _rss, _err = run_measured(ns.cmd(tool, "-D"))
+            wall, cpu, _rss, _err = run_measured(ns.cmd(tool, "-D", *extra))
             with Conntrack(netns=ns.name) as ct:
-                if ct.count() != 0:
-                    raise SystemExit(f"-D with {who}: {ct.count()} entries left")
+                left = ct.count()
+            if left != (n // 2 if extra else 0):
+                raise SystemExit(f"-D {' '.join(extra)} with {who}: {left} entries left")
             walls[who].append(wall)
             cpus[who].append(cpu)
     c, ours = statistics.median(walls["c"]), statistics.median(walls["ours"])
@@ -267,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rate", type=int, default=50_000, help="events/s for the -E test")
     ap.add_argument("--seconds", type=float, default=4.0, help="length of the -E churn")
-    ap.add_argument("--only", default="L,Lext,Lfast,Lcidr,Lproto,R,D,E,mem")
+    ap.add_argument("--only", default="L,Lext,Lfast,Lcidr,Lproto,R,D,Dproto,E,mem")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -314,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
         if "D" in only:
             results["-D"] = bench_delete(ns, args.entries, max(1, args.runs - 1))
             print("-D", results["-D"], flush=True)
+        if "Dproto" in only:
+            results["-D -p tcp"] = bench_delete(ns, args.entries, max(1, args.runs - 1),
+                                                ("-p", "tcp"))
+            print("-D -p tcp", results["-D -p tcp"], flush=True)
         if "E" in only:
             results["-E"] = bench_events(ns, args.rate, args.seconds)
             print("-E", results["-E"], flush=True)

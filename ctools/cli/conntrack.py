@@ -355,8 +355,11 @@ class Runner:
         match = dump_match(req) if keep is not None else None
         raw = (fast.delete_attrs if c_format is not None and (keep is None or match is not None)
                else None)
+        printer = Printer(req, labels=False, ktimestamp=False)
+        text_flags = printer.text_flags
+        now = int(time.time())
         victims: list[Entry | None] = []
-        payloads = []
+        payloads: list = []     # the payload, or already its text line (frees the buffers)
         requests = []
         for payload in self.dump(C.CT_GET, req.family or AF_UNSPEC, b"".join(parts)):
             attrs = raw(payload, match) if raw is not None else None
@@ -364,7 +367,8 @@ class Runner:
                 if not attrs:
                     continue            # fails the filter
                 victims.append(None)
-                payloads.append(payload)
+                line = c_format(payload, text_flags, now)
+                payloads.append(line if line is not None else payload)
                 requests.append((C.CT_DELETE, 0, payload[0], attrs))
                 continue
             e = codec.decode_entry(payload)
@@ -377,8 +381,6 @@ class Runner:
                 if e.id is not None:
                     attrs += codec.nla_be32(C.CTA_ID, e.id)
                 requests.append((C.CT_DELETE, 0, e.orig.family, attrs))
-        printer = Printer(req, labels=False, ktimestamp=False)
-        now = int(time.time())
         count = 0
         # sent in chunks with one ack each; results are walked in order and the first
         # refusal ends the command like in 1.4.7 (docs/compat-cli.md: chunked deletes)
@@ -395,7 +397,11 @@ class Runner:
             if err:
                 self.out.flush()
                 raise op_failed(err, P.CT_DELETE)
-            line = c_format(payloads[i], printer.text_flags, now) if c_format else None
+            item = payloads[i]
+            if item.__class__ is str:
+                line = item
+            else:
+                line = c_format(item, text_flags, now) if c_format else None
             if line is None:
                 if e is None:
                     e = codec.decode_entry(payloads[i])
