@@ -173,7 +173,12 @@ class SyncMode:
     def bulk_send(self, objs: Iterable, now: float) -> None:
         """Send the whole internal cache (``-B``, or the answer to ResyncRequested). Items are
         objects (sent as 'new', like never-updated C cache objects) or (kind, obj) pairs."""
-        raise NotImplementedError
+        self.now = now
+        for item in objs:
+            if isinstance(item, tuple):
+                self.local_update(item[0], item[1], now)
+            else:
+                self.local_update("new", item, now)
 
     def request_resync(self, now: float) -> None:
         """Ask the peer for its whole internal cache (``-n``); ALARM: nothing (as C)."""

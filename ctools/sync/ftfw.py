@@ -9,7 +9,6 @@ caller for a bulk send; the strict receive guard (guard.py) in the C-compatible 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable
 
 from ctools.sync import guard as G
 from ctools.sync import wire
@@ -76,14 +75,6 @@ class FtfwSync(SyncMode):
         if it is not None and it.where == RS:
             del self._rs[it.seq]
         self._tx.put_object(kind, obj)
-
-    def bulk_send(self, objs: Iterable, now: float) -> None:
-        self.now = now
-        for item in objs:
-            if isinstance(item, tuple):
-                self.local_update(item[0], item[1], now)
-            else:
-                self.local_update("new", item, now)
 
     def request_resync(self, now: float) -> None:
         self.now = now

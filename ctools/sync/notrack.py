@@ -3,8 +3,6 @@ ALIVE every second of silence; RESYNC requests and bulk sends work as in FT-FW."
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ctools.sync import guard as G
 from ctools.sync import wire
 from ctools.sync.core import ResyncRequested, SyncMode, SyncParams
@@ -31,14 +29,6 @@ class NotrackSync(SyncMode):
         if kind not in wire.KIND_TYPE_CT:
             raise ValueError(f"unknown update kind {kind!r}")
         self._tx.put_object(kind, obj)
-
-    def bulk_send(self, objs: Iterable, now: float) -> None:
-        self.now = now
-        for item in objs:
-            if isinstance(item, tuple):
-                self.local_update(item[0], item[1], now)
-            else:
-                self.local_update("new", item, now)
 
     def request_resync(self, now: float) -> None:
         self.now = now
