@@ -35,6 +35,10 @@ from ctools.sync.stats import SyncStats
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
 
+# hash() is a signed 64-bit value: masked to 64 bits it packs losslessly below the sequence
+# number in a key's record
+_BODY_MASK = (1 << 64) - 1
+
 REBASE_SPAN = 0.5   # seconds a run of fresh numbers must span before we re-base on it
 
 # verdict classes
@@ -105,7 +109,9 @@ class ReceiveGuard:
         self._bodies = _Lru(mem)
         self._suspects = _Lru(4096)
         self._holes: list[list[int]] = []     # [lo, hi] inclusive, serial order
-        self._keys: dict = {}                 # key -> (gen, seq, body hash)
+        # key -> one int packing (gen, seq, body hash): an int costs ~44 B where the 3-tuple
+        # of ints cost ~130 B, for every flow the peer ever sent
+        self._keys: dict = {}
         self._tombs = _Lru(mem)
         self._run: list = []
         self.tainted = False    # the current datagram repeats a message we already have
@@ -253,7 +259,7 @@ class ReceiveGuard:
         if not (self.strict and v.suspect):
             return False
         rec = self._keys.get(key)
-        return rec is None or rec[2] != v.body
+        return rec is None or (rec & _BODY_MASK) != (v.body & _BODY_MASK)
 
     def may_apply(self, key, seq: int, v: Verdict, msg: bytes, kind: str) -> bool:
         """Per-key ordering for a decoded data message whose number was accepted."""
@@ -261,18 +267,18 @@ class ReceiveGuard:
             return True
         rec = self._keys.get(key)
         if rec is not None:
-            gen, last_seq, last_body = rec
+            gen, last_seq, last_body = rec >> 96, (rec >> 64) & MASK, rec & _BODY_MASK
             if gen == self.gen and ((seq - last_seq) & MASK) >= HALF:
                 self.stats.superseded += 1      # a late message: a newer state is applied
                 return False
-            if v.suspect and last_body == v.body:
+            if v.suspect and last_body == (v.body & _BODY_MASK):
                 # the very state we hold (an ALARM refresh, a bulk re-send, or a copy with a
                 # mutated number): harmless to apply, but it must not raise the key's sequence
                 # mark, or the genuine next state could be taken for an older one
                 if v.cls in (IN_SYNC, HOLE) and seq == (self._chain + 1) & MASK:
                     self._chain = seq
                 return True
-        self._keys[key] = (self.gen, seq, v.body)
+        self._keys[key] = (self.gen << 96) | (seq << 64) | (v.body & _BODY_MASK)
         if kind == "del":
             # Remember deletions (bounded) so that old copies cannot resurrect them.
             self._tombs[key] = None
