@@ -218,6 +218,14 @@ for _spec in CT_ATTRS + EXP_ATTRS:
     _spec.unpack = _UNPACKERS[_spec.codec]
 
 
+_TLV_FROM = TLV.unpack_from
+_PORT2_FROM = _PORT2.unpack_from
+_BE32_FROM = _BE32.unpack_from
+_CT_COUNT = len(CT_ATTRS)
+_CT_NTA_LEN = tuple(a.size + 4 if a.size is not None else 0 for a in CT_ATTRS)
+_CT_MAX_LEN = tuple(a.max_len or 0 for a in CT_ATTRS)
+
+
 def _unpack(codec: str, p: bytes):
     """Value of a raw attribute payload for codec ``codec``."""
     return _UNPACKERS[codec](p)
@@ -490,10 +498,54 @@ def decode_ct_payload(payload: bytes) -> Entry:
     e = Entry(orig=Tuple())
     o = e.orig
     snat_ip = dnat_ip = snat_port = dnat_port = None
+    # The walk of iter_attrs, inlined (same checks, same errors, same order): the common
+    # attributes of a flow are read in place, without a slice and an unpacker call each.
+    remaining = len(payload)
+    off = 0
     try:
-        for spec, raw in iter_attrs(payload, CT_ATTRS):
-            i = spec.id
-            v = spec.unpack(raw)
+        while remaining > 4:
+            nta_len, i = _TLV_FROM(payload, off)
+            if nta_len > remaining or nta_len < 4:
+                raise ProtocolError(BAD_PAYLOAD, f"attribute length {nta_len} at {off}")
+            if i >= _CT_COUNT:
+                raise ProtocolError(BAD_PAYLOAD, f"unknown attribute id {i}")
+            want = _CT_NTA_LEN[i]
+            if want:
+                if nta_len != want:
+                    raise ProtocolError(BAD_PAYLOAD, f"{CT_ATTRS[i].name} length {nta_len}")
+            elif nta_len > _CT_MAX_LEN[i]:
+                raise ProtocolError(BAD_PAYLOAD, f"{CT_ATTRS[i].name} length {nta_len}")
+            p = off + 4
+            step = (nta_len + 3) & ~3
+            off += step
+            remaining -= step
+            if i == 0:
+                o.family = AF_INET
+                o.src = _ntop(AF_INET, payload[p:p + 4])
+                o.dst = _ntop(AF_INET, payload[p + 4:p + 8])
+                continue
+            if i == 3:
+                o.sport, o.dport = _PORT2_FROM(payload, p)
+                continue
+            if i == 2:
+                o.proto = payload[p]
+                continue
+            if i == 4:
+                e.tcp_state = payload[p]
+                continue
+            if 5 <= i <= 7:
+                v = _BE32_FROM(payload, p)[0]
+                if i == 5:
+                    e.status = v
+                elif i == 6:
+                    e.timeout = v
+                else:
+                    e.mark = v
+                continue
+            raw = payload[p:p + nta_len - 4]
+            if i == 28 and (not raw or len(raw) % 4):
+                continue        # LABELS of a bad size: skipped silently, as iter_attrs does
+            v = CT_ATTRS[i].unpack(raw)
             if i <= 1:
                 o.family = AF_INET6 if i else AF_INET
                 o.src, o.dst = v
