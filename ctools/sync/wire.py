@@ -373,6 +373,15 @@ def _tlv(out: list, attr: int, payload: bytes) -> None:
     out.append(_PAD[n & 3])
 
 
+_TLV_BE32 = struct.Struct(">HHI")
+_TLV_PORT2 = struct.Struct(">HHHH")
+_TLV_ADDR4 = TLV.pack(12, 0)
+_TLV_ADDR6 = TLV.pack(36, 1)
+_TLV_PROTO = TLV.pack(5, 2)
+_TLV_TCP_STATE = TLV.pack(5, 4)
+_PAD3 = b"\0\0\0"
+
+
 def _addr(family: int, text: str) -> bytes:
     return _pton(family, text)
 
@@ -400,17 +409,25 @@ def encode_ct_payload(e: Entry, opts: EncodeOptions = DEFAULT_OPTIONS) -> bytes:
         raise ValueError("entry without an IPv4/IPv6 original tuple cannot be replicated")
     fam = o.family
     v6 = fam == AF_INET6
-    _tlv(out, 1 if v6 else 0, _addr(fam, o.src) + _addr(fam, o.dst))
+    # the common attributes are emitted with one precompiled pack (or a constant TLV head)
+    # each, byte for byte what _tlv builds
+    out.append(_TLV_ADDR6 if v6 else _TLV_ADDR4)
+    out.append(_pton(fam, o.src))
+    out.append(_pton(fam, o.dst))
     if e.status is not None:
-        _tlv(out, 5, _BE32.pack(e.status & 0xFFFFFFFF))
+        out.append(_TLV_BE32.pack(8, 5, e.status & 0xFFFFFFFF))
     proto = o.proto
     if proto is not None:
-        _tlv(out, 2, bytes((proto,)))
+        out.append(_TLV_PROTO)
+        out.append(bytes((proto,)))
+        out.append(_PAD3)
     if proto in _PORT_PROTOS:
         if o.sport is not None or o.dport is not None:
-            _tlv(out, 3, _PORT2.pack(o.sport or 0, o.dport or 0))
+            out.append(_TLV_PORT2.pack(8, 3, o.sport or 0, o.dport or 0))
         if proto == IPPROTO_TCP and e.tcp_state is not None:
-            _tlv(out, 4, bytes((e.tcp_state,)))
+            out.append(_TLV_TCP_STATE)
+            out.append(bytes((e.tcp_state,)))
+            out.append(_PAD3)
             if opts.tcp_window_tracking:
                 _tlv(out, 25, bytes((e.tcp_wscale_orig or 0,)))
                 _tlv(out, 26, bytes((e.tcp_wscale_reply or 0,)))
@@ -426,9 +443,9 @@ def encode_ct_payload(e: Entry, opts: EncodeOptions = DEFAULT_OPTIONS) -> bytes:
         _tlv(out, 23, bytes((o.icmp_code or 0,)))
         _tlv(out, 24, _LE16.pack(o.icmp_id or 0))
     if e.timeout is not None and not opts.commit_timeout:
-        _tlv(out, 6, _BE32.pack(e.timeout & 0xFFFFFFFF))
+        out.append(_TLV_BE32.pack(8, 6, e.timeout & 0xFFFFFFFF))
     if e.mark is not None:
-        _tlv(out, 7, _BE32.pack(e.mark & 0xFFFFFFFF))
+        out.append(_TLV_BE32.pack(8, 7, e.mark & 0xFFFFFFFF))
     m = e.master
     if m is not None and m.family in (AF_INET, AF_INET6) and m.src is not None:
         _tlv(out, 9 if m.family == AF_INET6 else 8, _addr(m.family, m.src) + _addr(m.family, m.dst))
