@@ -30,6 +30,23 @@ _SHARED: dict = {}     # one object per distinct small tuple (flags, synproxy)
 _intern = sys.intern
 _NAT = IPS_SRC_NAT | IPS_DST_NAT
 
+# Large ints (timeouts above 256, status with high bits) are a fresh 32-byte object per
+# decoded flow; a burst carries few distinct values, so keep one of each.  Bounded: under
+# real traffic the remaining timeouts spread widely and sharing stops paying off.
+_INTS: dict[int, int] = {}
+_INTS_MAX = 4096
+
+
+def _share_int(v: int | None) -> int | None:
+    if v is None or -5 <= v <= 256:
+        return v                    # CPython caches these already
+    s = _INTS.get(v)
+    if s is not None:
+        return s
+    if len(_INTS) < _INTS_MAX:
+        _INTS[v] = v
+    return v
+
 
 def compact(e: Entry) -> Entry:
     """Shrink an entry kept for long in a cache (100k of them must fit in a few dozen MB).
@@ -142,6 +159,8 @@ class FlowCache:
         return obj
 
     def _compact(self, entry: Entry) -> Entry:
+        entry.timeout = _share_int(entry.timeout)
+        entry.status = _share_int(entry.status)
         if self.keep_reply:
             o = entry.orig
             if o is not None and o.dst is not None:
