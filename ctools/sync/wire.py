@@ -63,6 +63,7 @@ HDR_LEN = HDR.size                       # 8
 CTL_EXT = struct.Struct(">BBHIII")
 CTL_EXT_LEN = CTL_EXT.size               # 16
 TLV = struct.Struct(">HH")
+_FROM_TO = struct.Struct(">II")
 MAX_MESSAGE = 4096                       # the C sender's static build buffer
 
 # C receive counters a rejection belongs to (see SyncStats)
@@ -304,12 +305,13 @@ def split_messages(buf: bytes, stream: bool = False) -> Iterator[tuple[Header, i
     """
     total = len(buf)
     off = 0
+    hdr_from = HDR.unpack_from
     while off < total:
         rem = total - off
         if rem < HDR_LEN:
             yield off if stream else ProtocolError(TRUNCATED, f"{rem} bytes left")
             return
-        vt, flags, length, seq = HDR.unpack_from(buf, off)
+        vt, flags, length, seq = hdr_from(buf, off)
         if length == 0:
             yield ProtocolError(BAD_SIZE, "len 0")
             return
@@ -317,14 +319,14 @@ def split_messages(buf: bytes, stream: bool = False) -> Iterator[tuple[Header, i
             yield off if stream else ProtocolError(BAD_SIZE, f"len {length} > {rem}")
             return
         frm = to = None
-        if is_extended(vt, flags):
+        if flags & F_EXTENDED and (vt & 0x0F) == CTL:      # is_extended(), inlined
             if rem < CTL_EXT_LEN:
                 yield off if stream else ProtocolError(TRUNCATED, "control needs 16 bytes")
                 return
             if length < CTL_EXT_LEN:
                 yield ProtocolError(BAD_SIZE, f"control len {length}")
                 return
-            frm, to = struct.unpack_from(">II", buf, off + 8)
+            frm, to = _FROM_TO.unpack_from(buf, off + 8)
         elif length < HDR_LEN:
             yield ProtocolError(BAD_SIZE, f"len {length}")
             return
