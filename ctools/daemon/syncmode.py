@@ -535,27 +535,26 @@ class SyncDaemon(Daemon):
         prepared = e
         _prepare_in_place(e, None, self.sconf.commit_timeout, not self.sconf.tcp_window_tracking)
         if kind == "upd":
-            err = sock.update([prepared])
-            if not err:
+            if not sock.update([prepared]):
                 c.updated += 1
-                return
-            err = sock.create([prepared], encode_for_create)
-            if err.get(0) == errno.EEXIST:
-                sock.delete([prepared])
-                err = sock.create([prepared], encode_for_create)
-            if err:
+            elif self._create_replacing(sock, prepared):
                 c.update_failed += 1
             else:
                 c.updated += 1
             return
+        if self._create_replacing(sock, prepared):
+            c.create_failed += 1
+        else:
+            c.created += 1
+
+    @staticmethod
+    def _create_replacing(sock, prepared) -> dict:
+        """Create the entry, replacing a clashing one (EEXIST); returns the errors."""
         err = sock.create([prepared], encode_for_create)
         if err.get(0) == errno.EEXIST:
             sock.delete([prepared])
             err = sock.create([prepared], encode_for_create)
-        if err:
-            c.create_failed += 1
-        else:
-            c.created += 1
+        return err
 
     # ------------------------------------------------------------------ timers
     def _link_watch(self) -> None:
