@@ -315,7 +315,10 @@ def test_link_failover(link, tmp_path, sender, receiver):
                 "device=ctdwa")[1].split("\n")[0], 8, 0.2), pair.tx.out("-s", "link")
             pair.add_flows(FLOWS[1:])
             assert pair.wait_external(set(FLOWS), 10) == set(FLOWS)
-            assert "device=ctdwb status=RUNNING role=ACTIVE" in pair.rx.out("-s", "link")
+            # carrier changes reach the interface flags through the kernel's linkwatch, which
+            # may lag up to a second behind the link flap: wait for the status, not the role
+            assert wait_for(lambda: "device=ctdwb status=RUNNING role=ACTIVE"
+                            in pair.rx.out("-s", "link"), 5, 0.2), pair.rx.out("-s", "link")
             # (whichever side notices first moves; the other follows the traffic, so the
             # "becomes dedicated link" notice may come from either)
         finally:
