@@ -12,7 +12,15 @@ from .lab import Lab
 Progress = Callable[[str], None]
 
 
-def _finish(lab: Lab, synced: bool, observe_s: float, extra: dict | None = None) -> dict:
+# How long the flows are watched after the last fail-over when the caller does not say:
+# keepalived's VRRP takes longer to settle than the lab's own HA driver.
+DEFAULT_OBSERVE_S = {"driver": 3.0, "keepalived": 6.0}
+
+
+def _finish(lab: Lab, synced: bool, observe_s: float | None,
+            extra: dict | None = None) -> dict:
+    if observe_s is None:
+        observe_s = DEFAULT_OBSERVE_S[lab.cfg.ha]
     report = lab.verdict(observe_s=observe_s, synced=synced).as_dict()
     report["failovers"] = [
         {"trigger": f.trigger, "new_master": f"fw{f.new_master}",
@@ -28,8 +36,6 @@ def failover(cfg: LabConfig, flows: int = 20, udp_flows: int = 2, trigger: str =
              observe_s: float | None = None, sync_timeout: float = 15.0,
              progress: Progress | None = None, v6: bool = False) -> dict:
     """Flows through fw1, wait for fw2 to hold them, fail over, judge the flows."""
-    if observe_s is None:
-        observe_s = 3.0 if cfg.ha == "driver" else 6.0
     with Lab(cfg, progress=progress) as lab:
         lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows, v6=v6)
         synced = lab.wait_synced(timeout=sync_timeout) if cfg.replicate else False
@@ -41,8 +47,6 @@ def failback(cfg: LabConfig, flows: int = 20, udp_flows: int = 2,
              observe_s: float | None = None, sync_timeout: float = 15.0,
              progress: Progress | None = None, v6: bool = False) -> dict:
     """Fail over to fw2, let fw1 learn the flows back from fw2, then fail back to fw1."""
-    if observe_s is None:
-        observe_s = 3.0 if cfg.ha == "driver" else 6.0
     with Lab(cfg, progress=progress) as lab:
         lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows, v6=v6)
         lab.wait_synced(timeout=sync_timeout)
@@ -63,8 +67,6 @@ def restart(cfg: LabConfig, flows: int = 20, udp_flows: int = 2,
             observe_s: float | None = None, sync_timeout: float = 15.0,
             progress: Progress | None = None, v6: bool = False) -> dict:
     """Crash the backup's daemon, restart it (it asks for a resync), then fail over."""
-    if observe_s is None:
-        observe_s = 3.0 if cfg.ha == "driver" else 6.0
     with Lab(cfg, progress=progress) as lab:
         lab.start_traffic(tcp_flows=flows, udp_flows=udp_flows, v6=v6)
         lab.wait_synced(timeout=sync_timeout)
@@ -81,8 +83,6 @@ def partition(cfg: LabConfig, flows: int = 20, udp_flows: int = 2, cut_s: float 
               progress: Progress | None = None, v6: bool = False) -> dict:
     """Partition the sync link, open half of the flows during the cut, heal, wait for the
     backup to catch up, then fail over."""
-    if observe_s is None:
-        observe_s = 3.0 if cfg.ha == "driver" else 6.0
     with Lab(cfg, progress=progress) as lab:
         before = flows // 2
         lab.start_traffic(tcp_flows=before, udp_flows=udp_flows, v6=v6)

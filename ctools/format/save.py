@@ -24,29 +24,31 @@ _SAVE_STATUS = ((IPS_EXPECTED, "EXPECTED"), (IPS_SEEN_REPLY, "SEEN_REPLY"),
 OP_OF_EVENT = {None: "-A", "NEW": "-A", "UPDATE": "-U", "DESTROY": "-D"}
 
 
+def nat_done(status: int | None, done_bit: int, before: object, after: object) -> bool:
+    """One NAT predicate: a tuple field was rewritten (``after``, from the reply tuple, is not
+    the mirror ``before`` of the original) and the kernel marks that NAT as done.  An entry
+    without status (a damaged or hand-made one) is judged by the tuples alone."""
+    return before != after and (status is None or bool(status & done_bit))
+
+
 def is_snat(e: Entry) -> bool:
     """Source-NATed: reply destination differs from the original source."""
-    if e.status is not None and not e.status & IPS_SRC_NAT_DONE:
-        return False
-    return e.reply.dst != e.orig.src
+    return nat_done(e.status, IPS_SRC_NAT_DONE, e.orig.src, e.reply.dst)
 
 
 def is_spat(e: Entry) -> bool:
-    if e.status is not None and not e.status & IPS_SRC_NAT_DONE:
-        return False
-    return e.reply.dport != e.orig.sport
+    """Source port translated: reply destination port differs from the original source port."""
+    return nat_done(e.status, IPS_SRC_NAT_DONE, e.orig.sport, e.reply.dport)
 
 
 def is_dnat(e: Entry) -> bool:
-    if e.status is not None and not e.status & IPS_DST_NAT_DONE:
-        return False
-    return e.reply.src != e.orig.dst
+    """Destination-NATed: reply source differs from the original destination."""
+    return nat_done(e.status, IPS_DST_NAT_DONE, e.orig.dst, e.reply.src)
 
 
 def is_dpat(e: Entry) -> bool:
-    if e.status is not None and not e.status & IPS_DST_NAT_DONE:
-        return False
-    return e.reply.sport != e.orig.dport
+    """Destination port translated: reply source port differs from the original one."""
+    return nat_done(e.status, IPS_DST_NAT_DONE, e.orig.dport, e.reply.sport)
 
 
 def host_vtag(value: int) -> int:
@@ -106,9 +108,8 @@ def format_save(e: Entry, op: str = "-A") -> str:
         add(f"--orig-zone {orig.zone}")
     if reply.zone is not None:
         add(f"--reply-zone {reply.zone}")
-    # NAT: reply addresses differ from the swapped original ones (and the NAT bit is set)
-    dnat = reply.src != orig.dst and (status is None or status & IPS_DST_NAT_DONE)
-    snat = reply.dst != orig.src and (status is None or status & IPS_SRC_NAT_DONE)
+    dnat = nat_done(status, IPS_DST_NAT_DONE, orig.dst, reply.src)
+    snat = nat_done(status, IPS_SRC_NAT_DONE, orig.src, reply.dst)
     add(f"-s {orig.src} -d {orig.dst} {'-g' if dnat else '-r'} {reply.src} "
         f"{'-n' if snat else '-q'} {reply.dst}")
     proto = orig.proto if orig.proto is not None else 0
