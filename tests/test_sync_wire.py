@@ -394,3 +394,59 @@ def test_unencodable_entry_is_a_value_error():
         wire.encode_ct_payload(Entry(orig=Tuple()))
     with pytest.raises(ValueError):
         wire.encode_exp_payload(Expect())
+
+
+# -- the receive fast path: payloads checked and keyed without decoding (wire.scan_ct_payload)
+
+@st.composite
+def entry_pairs(draw):
+    """Two entries that often share their identity (same original tuple and zone)."""
+    a, b = draw(entries()), draw(entries())
+    if draw(st.booleans()):
+        b.orig, b.zone = a.orig, a.zone
+    return a, b
+
+
+@settings(max_examples=300, deadline=None)
+@given(entry_pairs())
+def test_scanned_key_identifies_exactly_the_decoded_flow(pair):
+    pa, pb = (wire.encode_ct_payload(e) for e in pair)
+    ka, kb = wire.scan_ct_payload(pa), wire.scan_ct_payload(pb)
+    da, db = wire.decode_ct_payload(pa), wire.decode_ct_payload(pb)
+    assert (ka == kb) == (wire.obj_key(da) == wire.obj_key(db))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120) | entries().map(wire.encode_ct_payload).flatmap(
+    lambda p: st.tuples(st.integers(0, len(p)), st.binary(max_size=6)).map(
+        lambda cut: p[:cut[0]] + cut[1] + p[cut[0] + len(cut[1]):])))
+def test_scan_rejects_exactly_what_decode_rejects(payload):
+    try:
+        wire.decode_ct_payload(payload)
+        decoded = None
+    except ProtocolError as exc:
+        decoded = exc
+    try:
+        wire.scan_ct_payload(payload)
+        scanned = None
+    except ProtocolError as exc:
+        scanned = exc
+    assert (decoded is None) == (scanned is None)
+    if decoded is not None:
+        assert (decoded.counter, str(decoded)) == (scanned.counter, str(scanned))
+
+
+def _attrs(payload: bytes) -> dict:
+    return {spec.id: raw for spec, raw in wire.iter_attrs(payload, wire.CT_ATTRS)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(entry_pairs())
+def test_merge_takes_each_attribute_from_the_update_else_the_cached_state(pair):
+    old, new = (wire.encode_ct_payload(e) for e in pair)
+    merged = wire.merge_ct_payload(old, new)
+    want = _attrs(old)
+    want.update(_attrs(new))
+    assert _attrs(merged) == want
+    wire.scan_ct_payload(merged)            # still a valid payload
+    assert wire.merge_ct_payload(new, new) == new

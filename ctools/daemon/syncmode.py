@@ -15,17 +15,12 @@ from ctools import sync as ctsync
 from ctools.config import model as cfgm
 from ctools.daemon import views
 from ctools.daemon.base import Daemon, StartError
-from ctools.daemon.cache import (
-    ExpectCache,
-    ExternalCache,
-    InternalCache,
-    merge_into,
-    strip_volatile,
-)
+from ctools.daemon.cache import ExpectCache, InternalCache, merge_into, strip_volatile
 from ctools.daemon.channel import MultiChannel, TcpChannel, make_channel
 from ctools.daemon.commitfast import encode_for_create
 from ctools.daemon.control import Req
 from ctools.daemon.dumpfmt import dump_cache, entry_text
+from ctools.daemon.extcache import ExternalCache
 from ctools.daemon.kernel import (
     DESTROY,
     NEW,
@@ -474,7 +469,7 @@ class SyncDaemon(Daemon):
         events = core.receive(data, now, peer_ok=self._peer_ok(ch, src))
         for ev in events:
             if isinstance(ev, ctsync.Apply):
-                self._apply(ev.kind, ev.obj, now)
+                self._apply(ev, now)
             elif isinstance(ev, ctsync.PeerActive):
                 self.channels.follow(ch)
                 self.peer_heard = time.monotonic()
@@ -496,30 +491,33 @@ class SyncDaemon(Daemon):
         objs += [o.entry for o in self.exp_internal]
         self.core.bulk_send(objs, now)
 
-    def _apply(self, kind: str, obj, now: float) -> None:
-        if isinstance(obj, Expect):
-            if obj.tuple is None:
-                return
-            if kind == "new":
-                self.exp_external.add(obj, now)
-            elif kind == "upd":
-                self.exp_external.update(obj, now)
-            elif self.exp_external.get(obj.tuple) is not None:
-                self.exp_external.delete(obj)
+    def _apply(self, ev: ctsync.Apply, now: float) -> None:
+        kind = ev.kind
+        if ev.payload is None:
+            self._apply_expect(kind, ev.obj, now)
             return
         ext = self.external
         if ext is None:
-            self._inject(kind, obj)
+            self._inject(kind, ev.obj)
             return
         if kind == "new":
-            ext.add(obj, now)
+            ext.add(ev.key, ev.payload, now)
         elif kind == "upd":
-            ext.update(obj, now)
+            ext.update(ev.key, ev.payload, now)
+        elif ext.get(ev.key) is None:
+            ext.counters.del_not_found += 1
         else:
-            if ext.get(obj.orig) is None:
-                ext.counters.del_not_found += 1
-            else:
-                ext.delete(obj)
+            ext.delete(ev.key)
+
+    def _apply_expect(self, kind: str, x: Expect, now: float) -> None:
+        if x.tuple is None:
+            return
+        if kind == "new":
+            self.exp_external.add(x, now)
+        elif kind == "upd":
+            self.exp_external.update(x, now)
+        elif self.exp_external.get(x.tuple) is not None:
+            self.exp_external.delete(x)
 
     def _inject(self, kind: str, e: Entry) -> None:
         """DisableExternalCache: write the peer's change straight into our kernel."""
@@ -711,33 +709,21 @@ class SyncDaemon(Daemon):
             return
         started = time.monotonic()
         now = self.loop.time()
-        objs = list(self.external)
-        # masters first, then the flows they expected
-        objs.sort(key=lambda o: o.entry.master is not None)
+        records = list(self.external)
         ok = failed = 0
-        sock = self.commit_sock
-        s = self.sconf
-        for i in range(0, len(objs), COMMIT_SLICE):
-            part = objs[i:i + COMMIT_SLICE]
-            chunk = [o.entry for o in part]
-            saved = [_prepare_in_place(o.entry, now - o.last, s.commit_timeout,
-                                       not s.tcp_window_tracking) for o in part]
-            try:
-                errs = sock.create(chunk, encode_for_create)
-                if errs:
-                    retry = [chunk[j] for j, err in errs.items() if err == errno.EEXIST]
-                    hard = len(errs) - len(retry)
-                    if retry:
-                        sock.delete(retry)
-                        hard += len(sock.create(retry, encode_for_create))
-                    failed += hard
-                    for j, err in errs.items():
-                        if err != errno.EEXIST:
-                            self.log.error(f"commit-create: {os.strerror(err)}")
-                            self.log.entry(entry_text(chunk[j]))
-            finally:
-                for e, old in zip(chunk, saved, strict=True):
-                    _restore(e, old)
+        expected = []       # flows that had a master: created after every master is in
+        for i in range(0, len(records), COMMIT_SLICE):
+            chunk = []
+            for o in records[i:i + COMMIT_SLICE]:
+                e = o.entry
+                self._prepare(e, now - o.last)
+                (chunk if e.master is None else expected).append(e)
+            failed += self._create_chunk(chunk)
+            ok += len(chunk)
+            await asyncio.sleep(0)
+        for i in range(0, len(expected), COMMIT_SLICE):
+            chunk = expected[i:i + COMMIT_SLICE]
+            failed += self._create_chunk(chunk)
             ok += len(chunk)
             await asyncio.sleep(0)
         ok -= failed
@@ -757,6 +743,29 @@ class SyncDaemon(Daemon):
             self._commit_expectations()
             took = time.monotonic() - started
         self._log_took(took)
+
+    def _prepare(self, e: Entry, age: float) -> None:
+        s = self.sconf
+        _prepare_in_place(e, age, s.commit_timeout, not s.tcp_window_tracking)
+
+    def _create_chunk(self, chunk: list[Entry]) -> int:
+        """Create prepared entries in the kernel, replacing clashing ones; the failures."""
+        if not chunk:
+            return 0
+        sock = self.commit_sock
+        errs = sock.create(chunk, encode_for_create)
+        if not errs:
+            return 0
+        retry = [chunk[j] for j, err in errs.items() if err == errno.EEXIST]
+        failed = len(errs) - len(retry)
+        if retry:
+            sock.delete(retry)
+            failed += len(sock.create(retry, encode_for_create))
+        for j, err in errs.items():
+            if err != errno.EEXIST:
+                self.log.error(f"commit-create: {os.strerror(err)}")
+                self.log.entry(entry_text(chunk[j]))
+        return failed
 
     def _log_took(self, took: float) -> None:
         secs = int(took)
@@ -916,14 +925,9 @@ def _state(e: Entry) -> tuple:
 
 
 def _prepare_in_place(e: Entry, age: float | None, commit_timeout: int,
-                      liberal: bool) -> tuple:
-    """Make a peer's entry ready to create in our kernel (spec sync-protocol §7.4).
-
-    Changes ``e`` in place (copying 100k entries would dominate the commit time) and
-    returns the old values for ``_restore``.
-    """
-    saved = (e.timeout, e.status, e.reply, e.tcp_flags_orig, e.tcp_flags_reply, e.id, e.use,
-             e.synproxy)
+                      liberal: bool) -> None:
+    """Make a peer's entry ready to create in our kernel (spec sync-protocol §7.4); ``e`` is
+    a fresh copy (decoded from the cache or straight from the wire), changed in place."""
     if commit_timeout:
         e.timeout = commit_timeout
     elif age is not None:
@@ -940,10 +944,4 @@ def _prepare_in_place(e: Entry, age: float | None, commit_timeout: int,
     e.id = None
     e.use = None
     if e.synproxy == (0, 0, 0):
-        e.synproxy = None       # nothing to restore on a flow without SYN proxy
-    return saved
-
-
-def _restore(e: Entry, saved: tuple) -> None:
-    (e.timeout, e.status, e.reply, e.tcp_flags_orig, e.tcp_flags_reply, e.id,
-     e.use, e.synproxy) = saved
+        e.synproxy = None

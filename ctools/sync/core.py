@@ -100,14 +100,29 @@ class Event:
 
 class Apply(Event):
     """Apply to the external cache: ``kind`` 'new' (replace) | 'upd' (merge or insert) |
-    'del' (remove); ``obj`` is an Entry or Expect decoded from the wire; ``seq`` its message."""
+    'del' (remove); ``seq`` is its message's number.
 
-    __slots__ = ("kind", "obj", "seq")
+    ``key`` identifies the flow (bytes for a conntrack, see ``wire.scan_ct_payload``; an
+    ``obj_key`` tuple for an expectation). A conntrack arrives as its checked wire ``payload``
+    — a cache may keep just that — and ``obj`` decodes it on first use; an expectation has
+    ``payload`` None and ``obj`` set."""
 
-    def __init__(self, kind: str, obj: Entry | Expect, seq: int) -> None:
+    __slots__ = ("kind", "key", "payload", "seq", "_obj")
+
+    def __init__(self, kind: str, obj: Entry | Expect | None, seq: int, key=None,
+                 payload: bytes | None = None) -> None:
         self.kind = kind
-        self.obj = obj
+        self._obj = obj
         self.seq = seq
+        self.key = key if key is not None or obj is None else wire.obj_key(obj)
+        self.payload = payload
+
+    @property
+    def obj(self) -> Entry | Expect:
+        """The Entry (decoded from ``payload`` on first use) or the Expect."""
+        if self._obj is None:
+            self._obj = wire.decode_ct_payload(self.payload)
+        return self._obj
 
 
 class ResyncRequested(Event):
@@ -297,7 +312,7 @@ class SyncMode:
         self._out.append(data)
 
     def _stale(self, header: wire.Header, msg: bytes, v) -> bool:
-        """Decode a data message now (kept in ``v.decoded``) and, in strict mode, refuse it
+        """Check a data message now (kept in ``v.decoded``) and, in strict mode, refuse it
         *before its number is accepted* if it replays content that is not the key's current
         state — unless it arrived exactly in sequence in an untainted datagram (a state that
         really went A -> B -> A). A refused message counts as lost: FT-FW NACKs it, and a
@@ -305,34 +320,35 @@ class SyncMode:
         if not header.is_data:
             return False
         try:
-            v.decoded = wire.decode_data(header, msg)
+            v.decoded = wire.scan_data(header, msg)
         except wire.ProtocolError as exc:
             v.decoded = exc
             return False
         g = self.guard
         if not g.strict or (v.cls == "in_sync" and not g.tainted):
             return False
-        if g.is_stale(wire.obj_key(v.decoded[1]), v):
+        if g.is_stale(v.decoded[1], v):
             self.stats.count_rejected("stale_content")
             return True
         return False
 
     def _decode_and_apply(self, header: wire.Header, msg: bytes, events: list,
                           verdict) -> None:
-        """Apply a data message whose number was accepted (unless per-key ordering vetoes)."""
+        """Apply a data message whose number was accepted (unless per-key ordering vetoes).
+        Conntrack payloads are only checked here: the cache decodes them when it needs to."""
         d = verdict.decoded
         if d is None:
             try:
-                d = wire.decode_data(header, msg)
+                d = wire.scan_data(header, msg)
             except wire.ProtocolError as exc:
                 d = exc
         if isinstance(d, wire.ProtocolError):
             self.stats.count_malformed(d.counter)
             return
-        kind, obj = d
-        if self.guard.may_apply(wire.obj_key(obj), header.seq, verdict, msg, kind):
+        kind, key, payload, obj = d
+        if self.guard.may_apply(key, header.seq, verdict, msg, kind):
             self.stats.applied += 1
-            events.append(Apply(kind, obj, header.seq))
+            events.append(Apply(kind, obj, header.seq, key, payload))
 
 
 def serial_before(a: int, b: int) -> bool:

@@ -60,7 +60,7 @@ class Verdict:
         self.exact = exact
         self.body = body
         self.msg = b""
-        self.decoded = None     # (kind, obj) or the ProtocolError, once decoded
+        self.decoded = None     # wire.scan_data() result or the ProtocolError, once checked
 
 
 # A message claiming a sequence slot held by a suspect (repeated-content) message must differ

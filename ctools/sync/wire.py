@@ -476,6 +476,73 @@ def encode_ct_payload(e: Entry, opts: EncodeOptions = DEFAULT_OPTIONS) -> bytes:
     return b"".join(out)
 
 
+# Where each identity attribute of a flow goes in its cache key (spec §2.4): both address
+# families share a slot, so the key of an entry is the same whichever message carries it.
+_KEY_SLOT = {0: 0, 1: 0, 2: 1, 3: 2, 22: 3, 23: 4, 24: 5, 32: 6}
+_KEY_SLOTS = 7
+
+
+def scan_ct_payload(payload: bytes) -> bytes:
+    """Check a CT_* payload as ``decode_ct_payload`` does (same verdicts, same errors) without
+    building the entry, and return the flow's identity key: the raw address, protocol, port,
+    ICMP and zone attributes, in a fixed order (for the last occurrence of each).
+
+    Two payloads have the same key exactly when their decoded entries have the same
+    ``obj_key`` (each raw attribute is self-delimiting and fixed-size)."""
+    slots = [b""] * _KEY_SLOTS
+    remaining = len(payload)
+    off = 0
+    key_slot = _KEY_SLOT.get
+    while remaining > 4:
+        nta_len, i = _TLV_FROM(payload, off)
+        if nta_len > remaining or nta_len < 4:
+            raise ProtocolError(BAD_PAYLOAD, f"attribute length {nta_len} at {off}")
+        if i >= _CT_COUNT:
+            raise ProtocolError(BAD_PAYLOAD, f"unknown attribute id {i}")
+        want = _CT_NTA_LEN[i]
+        if want:
+            if nta_len != want:
+                raise ProtocolError(BAD_PAYLOAD, f"{CT_ATTRS[i].name} length {nta_len}")
+        elif nta_len > _CT_MAX_LEN[i]:
+            raise ProtocolError(BAD_PAYLOAD, f"{CT_ATTRS[i].name} length {nta_len}")
+        k = key_slot(i)
+        if k is not None:
+            slots[k] = payload[off:off + nta_len]
+        step = (nta_len + 3) & ~3
+        off += step
+        remaining -= step
+    return b"".join(slots)
+
+
+def _attr_chunks(payload: bytes) -> dict[int, bytes]:
+    """id -> padded attribute of a payload already checked by ``scan_ct_payload`` (the last
+    occurrence wins, LABELS of a bad size are left out: decoding ignores them too)."""
+    chunks = {}
+    remaining = len(payload)
+    off = 0
+    while remaining > 4:
+        nta_len, i = _TLV_FROM(payload, off)
+        step = (nta_len + 3) & ~3
+        if not (i == 28 and (nta_len == 4 or nta_len % 4)):
+            chunk = payload[off:off + step]
+            chunks[i] = chunk + _PAD[len(chunk) & 3] if len(chunk) & 3 else chunk
+        off += step
+        remaining -= step
+    return chunks
+
+
+def merge_ct_payload(old: bytes, new: bytes) -> bytes:
+    """``old`` updated with every attribute ``new`` carries, attribute by attribute (what the C
+    daemon's external cache does with an update: it copies the attributes that are set).
+    Both payloads must have passed ``scan_ct_payload``."""
+    newer = _attr_chunks(new)
+    older = _attr_chunks(old)
+    if older.keys() <= newer.keys():
+        return new
+    older.update(newer)
+    return b"".join(older[i] for i in sorted(older))
+
+
 def _encode_nat(out: list, e: Entry, fam: int, v6: bool) -> None:
     """SNAT/DNAT address and port attributes (§2.5), from the reply tuple when known, else from
     ``nat_src``/``nat_dst`` (entries that were themselves decoded from the wire)."""
@@ -775,6 +842,19 @@ def decode_data(header: Header, msg: bytes) -> tuple[str, Entry | Expect]:
     if header.type <= CT_DEL:
         return TYPE_KIND[header.type], decode_ct_payload(payload)
     return TYPE_KIND[header.type], decode_exp_payload(payload)
+
+
+def scan_data(header: Header, msg: bytes) -> tuple[str, object, bytes | None, Expect | None]:
+    """(kind, key, payload, None) of a CT data message (checked, not decoded: see
+    ``scan_ct_payload``), (kind, obj_key, None, expectation) of an EXP one; raises
+    ProtocolError exactly where ``decode_data`` does."""
+    if header.type > EXP_DEL:
+        raise ProtocolError(BAD_TYPE, f"type {header.type}")
+    payload = msg[HDR_LEN:header.length]
+    if header.type <= CT_DEL:
+        return TYPE_KIND[header.type], scan_ct_payload(payload), payload, None
+    x = decode_exp_payload(payload)
+    return TYPE_KIND[header.type], obj_key(x), None, x
 
 
 def obj_key(obj: Entry | Expect) -> tuple:
