@@ -1,4 +1,9 @@
-"""Statistics mode (a ``Stats`` section): a cache of live flows and a log of ended ones."""
+"""Statistics mode (a ``Stats`` section): a cache of live flows and a log of ended ones.
+
+A flow ends when its DESTROY event arrives or, when that event was never seen (polling
+mode, lost events after a netlink overrun), when a resync finds it gone from the kernel
+table: then it is *purged* -- dropped from the cache and logged as it was cached.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import time
 from ctools.config import model as cfgm
 from ctools.daemon import views
 from ctools.daemon.base import Daemon
-from ctools.daemon.cache import InternalCache, strip_volatile
+from ctools.daemon.cache import InternalCache, full_reply, strip_volatile
 from ctools.daemon.control import Req
 from ctools.daemon.dumpfmt import dump_cache, entry_text
 from ctools.daemon.kernel import DESTROY, NEW, EventSocket, OverrunError, RequestSocket
@@ -30,6 +35,8 @@ class StatsDaemon(Daemon):
         self.events: EventSocket | None = None
         self.flow_log = None
         self.flow_syslog = False
+        self.resync_handle = None       # pending overrun resync (asyncio.TimerHandle)
+        self.warned_growth = False
 
     def init(self) -> None:
         st = self.cfg.stats
@@ -43,13 +50,20 @@ class StatsDaemon(Daemon):
             self.flow_syslog = True
         g = self.cfg.general
         self.request_sock = RequestSocket()
+        if g.poll_secs is not None:
+            # no event subscription at all: the table is re-read every PollSecs
+            self.log.notice("running in polling mode")
+            self._load()
+            return
         self.events = EventSocket(reliable=g.netlink_events_reliable)
         if g.filter is not None:
             self.log.notice("using kernel-space event filtering" if g.filter.from_kernelspace
                             else "using user-space event filtering")
         if g.netlink_buffer_size and (not g.netlink_buffer_size_max_grow or
                                       g.netlink_buffer_size <= g.netlink_buffer_size_max_grow):
-            size = self.events.set_buffer_size(g.netlink_buffer_size)
+            # the kernel doubles what it is asked for; the reference's socket ends up with
+            # exactly NetlinkBufferSize (seen with ss -m), so ask for half
+            size = self.events.set_buffer_size(g.netlink_buffer_size // 2)
         else:
             self.log.notice("NetlinkBufferSize is either not set or is greater than "
                             "NetlinkBufferSizeMaxGrowth. Using current system buffer size")
@@ -65,7 +79,10 @@ class StatsDaemon(Daemon):
                 self.cache.update(strip_volatile(e), now)
 
     async def start(self) -> None:
-        self.loop.add_reader(self.events.fileno(), self._on_events)
+        if self.events is not None:
+            self.loop.add_reader(self.events.fileno(), self._on_events)
+        else:
+            self.loop.call_later(self.cfg.general.poll_secs, self._poll)
 
     def shutdown(self) -> None:
         for sock in (self.events, self.request_sock):
@@ -79,8 +96,7 @@ class StatsDaemon(Daemon):
         try:
             batch = self.events.read(self.cfg.general.event_iterations_limit)
         except OverrunError:
-            self.runtime.overrun += 1
-            self.runtime.catch_failed += 1
+            self._overrun()
             batch = []
         if self.events.stash and not self.events_scheduled:
             # events received into the stash but not decoded yet: the socket may stay quiet
@@ -108,7 +124,9 @@ class StatsDaemon(Daemon):
         self.traffic.packets += (e.orig_packets or 0) + (e.reply_packets or 0)
         e.use = None
         e.id = None
-        text = entry_text(e)
+        self._log_flow(entry_text(e))
+
+    def _log_flow(self, text: str) -> None:
         if self.flow_log is not None:
             try:
                 self.flow_log.write(f"{ctime()}\t{text}\n")
@@ -118,6 +136,73 @@ class StatsDaemon(Daemon):
             import syslog
 
             syslog.syslog(syslog.LOG_INFO, text)
+
+    # ---- periodic work: polling, and recovery from lost events
+    def _poll(self) -> None:
+        self.resync(purge=True)
+        self.loop.call_later(self.cfg.general.poll_secs, self._poll)
+
+    def _overrun(self) -> None:
+        """ENOBUFS: events were lost. Grow the buffer, and re-read the table later."""
+        g = self.cfg.general
+        rt = self.runtime
+        rt.overrun += 1
+        rt.catch_failed += 1
+        size = self.events.buffer_size
+        limit = g.netlink_buffer_size_max_grow
+        if limit and size * 2 <= limit:
+            rt.buffer_size = self.events.set_buffer_size(size)     # doubled by the kernel
+            self.log.notice("netlink event socket buffer size has been doubled to "
+                            f"{rt.buffer_size} bytes")
+        elif not self.warned_growth:
+            self.warned_growth = True
+            self.log.warning(
+                "netlink event socket buffer size cannot be doubled further since it will "
+                "exceed NetlinkBufferSizeMaxGrowth. We are likely to be losing events, this "
+                "may lead to unsynchronized replicas. Please, consider increasing netlink "
+                "socket buffer size via NetlinkBufferSize and NetlinkBufferSizeMaxGrowth "
+                "clauses in conntrackd.conf")
+        delay = g.netlink_overrun_resync
+        if delay is not None and self.resync_handle is None:
+            self.resync_handle = self.loop.call_later(delay, self._overrun_resync)
+
+    def _overrun_resync(self) -> None:
+        # events still queued predate the resync: a stale NEW read after the purge would
+        # bring back a flow that is gone, so wait until the backlog is read
+        if self.events is not None and (self.events.backlog() > 0 or self.events.stash):
+            self.resync_handle = self.loop.call_later(0.5, self._overrun_resync)
+            return
+        self.resync_handle = None
+        self.runtime.resync_kernel += 1
+        self.resync(purge=True)
+
+    def resync(self, purge: bool) -> int:
+        """Merge the kernel table (after the Filter) into the cache; with ``purge`` also end
+        every cached flow the table no longer holds. Returns how many were purged.
+
+        One dump serves both halves (the reference asks the kernel about each cached flow
+        separately), so they see the same instant of the table.
+        """
+        try:
+            table = [e for e in self.request_sock.dump() if self.filter.accepts(e)]
+        except OSError as exc:
+            self.log.error(f"can't get kernel conntrack table: {exc.strerror or exc}")
+            return 0
+        now = time.monotonic()
+        cache = self.cache
+        purged = 0
+        if purge:
+            alive = {e.orig for e in table}
+            for obj in cache:
+                key = obj.entry.orig
+                if key in alive:
+                    continue
+                cache.delete(key)
+                purged += 1
+                self._log_flow(_cached_text(obj.entry))
+        for e in table:
+            cache.update(strip_volatile(e), now)
+        return purged
 
     def handle_mode(self, code: int):
         if code == Req.STATS:
@@ -140,7 +225,7 @@ class StatsDaemon(Daemon):
         if code in (Req.ALL_RESYNC_MASTER, Req.CT_RESYNC_MASTER):
             self.log.notice("resync with master conntrack table")
             self.runtime.resync_kernel += 1
-            self._load()
+            self._load()        # (no purge, as the reference's -R)
             return None
         if code in (Req.STATS_NETWORK, Req.STATS_LINK, Req.STATS_RSQUEUE, Req.STATS_QUEUE,
                     Req.EXP_STATS, Req.ALL_FLUSH_CACHE, Req.CT_FLUSH_EXT_CACHE,
@@ -150,3 +235,14 @@ class StatsDaemon(Daemon):
             return None
         self.runtime.local_unknown += 1
         return None
+
+
+def _cached_text(e: Entry) -> str:
+    """The flow-log text of a cached (purged) flow: what the cache holds, whole reply tuple,
+    no kernel id -- the reference logs its cached object the same way."""
+    saved = e.reply, e.id
+    e.reply, e.id = full_reply(e), None
+    try:
+        return entry_text(e)
+    finally:
+        e.reply, e.id = saved
