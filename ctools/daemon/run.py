@@ -9,6 +9,7 @@ import sys
 
 from ctools.config import model as cfgm
 from ctools.daemon.base import Daemon, StartError
+from ctools.daemon.cthelper import check_helpers
 from ctools.daemon.lockfile import LockExists, LockFile
 from ctools.daemon.log import DaemonLog
 from ctools.daemon.sdnotify import notify
@@ -96,6 +97,7 @@ def run_daemon(cfg: cfgm.Config, detach: bool, log: DaemonLog) -> int:
         daemon.control = ControlServer(sock, g.unix.path, daemon.handle, daemon.bad_request,
                                        daemon.request_failed)
         daemon.init()
+        check_helpers(cfg)     # the reference sets its helpers up after the mode
     except Exception as exc:  # noqa: BLE001 - every start-up failure ends the same way
         if isinstance(exc, StartError):
             for line in exc.lines:
