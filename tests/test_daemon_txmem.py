@@ -1,0 +1,193 @@
+"""Sender-side memory: the internal cache's compact FlowRecord must read, dump and encode
+exactly like the Entry it replaces."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import pytest
+
+from ctools.daemon import cache as cachemod
+from ctools.daemon.cache import (
+    CacheObject,
+    FlowRecord,
+    InternalCache,
+    compact,
+    full_reply,
+    merge_into,
+    strip_volatile,
+)
+from ctools.daemon.dumpfmt import dump_cache
+from ctools.daemon.kernel import inverse_tuple
+from ctools.model import IPS_DST_NAT, IPS_DST_NAT_DONE, Entry, Tuple
+from ctools.sync import wire
+
+
+def _copy(e: Entry) -> Entry:
+    c = Entry()
+    for name in Entry.__slots__:
+        value = getattr(e, name)
+        if isinstance(value, Tuple):
+            value = Tuple(**{n: getattr(value, n) for n in Tuple.__slots__})
+        setattr(c, name, value)
+    return c
+
+
+def _tcp(i: int, **kw) -> Entry:
+    o = Tuple(family=2, src=f"172.16.{i >> 8 & 255}.{i & 255}", dst="192.168.200.1", proto=6,
+              sport=1024 + i, dport=443)
+    fields = dict(orig=o, reply=inverse_tuple(o), status=14, timeout=3600, mark=0,
+                  id=1000 + i, use=1, tcp_state=3, tcp_wscale_orig=7, tcp_wscale_reply=0,
+                  tcp_flags_orig=(0x27, 0), tcp_flags_reply=(0x23, 0), synproxy=(0, 0, 0))
+    fields.update(kw)
+    return Entry(**fields)
+
+
+def _shapes() -> list[Entry]:
+    udp = Tuple(family=2, src="10.1.1.1", dst="10.2.2.2", proto=17, sport=5353, dport=53)
+    icmp = Tuple(family=2, src="10.1.1.1", dst="10.2.2.2", proto=1, icmp_type=8, icmp_code=0,
+                 icmp_id=77)
+    v6 = Tuple(family=10, src="2001:db8::1", dst="2001:db8::2", proto=6, sport=40000,
+               dport=22)
+    nat_o = Tuple(family=2, src="10.1.1.1", dst="203.0.113.9", proto=6, sport=4000, dport=80)
+    nat_r = Tuple(family=2, src="192.168.0.9", dst="10.1.1.1", proto=6, sport=8080, dport=4000)
+    return [
+        _tcp(1),
+        _tcp(2, mark=5, zone=3, synproxy=None),
+        _tcp(3, tcp_state=7, status=14 | (1 << 20), timeout=120),
+        Entry(orig=udp, reply=inverse_tuple(udp), status=10, timeout=30, mark=0, id=9),
+        Entry(orig=icmp, reply=inverse_tuple(icmp), status=8, timeout=29, id=10),
+        Entry(orig=v6, reply=inverse_tuple(v6), status=14, timeout=431999, tcp_state=3, id=11,
+              tcp_flags_orig=(0x27, 0), tcp_flags_reply=(0x27, 0), synproxy=(0, 0, 0)),
+        Entry(orig=nat_o, reply=nat_r, status=14 | IPS_DST_NAT | IPS_DST_NAT_DONE,
+              timeout=300, tcp_state=3, id=12),
+        # attributes a record cannot hold: the cache keeps the Entry
+        _tcp(20, helper="ftp"),
+        _tcp(21, labels=1 << 5),
+        _tcp(22, timestamp_start=1_700_000_000_000_000_000),
+    ]
+
+
+class _Listed:
+    """A stand-in cache for dump_cache: the old storage, one CacheObject per Entry."""
+
+    keep_reply = False
+
+    def __init__(self, objs: list) -> None:
+        self.objs = objs
+
+    def __iter__(self):
+        return iter(self.objs)
+
+
+def _old_objects(entries: list[Entry], now: float) -> list[CacheObject]:
+    return [CacheObject(compact(strip_volatile(_copy(e))), now) for e in entries]
+
+
+@pytest.mark.parametrize("opts", [wire.EncodeOptions(),
+                                  wire.EncodeOptions(tcp_window_tracking=True),
+                                  wire.EncodeOptions(commit_timeout=60,
+                                                     peer_version=(1, 4, 2))])
+def test_records_encode_like_the_entries_they_replace(opts):
+    shapes = _shapes()
+    cache = InternalCache()
+    for e in shapes:
+        cache.add(strip_volatile(_copy(e)), 1.0)
+    old = _old_objects(shapes, 1.0)
+    got = list(cache)
+    assert len(got) == len(old)
+    for o, n in zip(old, got, strict=True):
+        for kind in ("new", "upd", "del"):
+            assert wire.encode_message(kind, n.entry, 7, 0, opts) == \
+                wire.encode_message(kind, o.entry, 7, 0, opts)
+        assert wire.obj_key(n.entry) == wire.obj_key(o.entry)
+
+
+def test_ordinary_flows_are_records_others_keep_their_entry():
+    cache = InternalCache()
+    for e in _shapes():
+        cache.add(strip_volatile(_copy(e)), 1.0)
+    kinds = [type(o) for o in cache]
+    assert kinds[:7] == [FlowRecord] * 7
+    assert kinds[7:] == [CacheObject] * 3
+    rec = cache.get(_shapes()[0].orig)
+    assert rec.entry is rec and rec.reply is None and rec.helper is None
+    assert full_reply(rec) == inverse_tuple(_shapes()[0].orig)
+    assert rec == _shapes()[0].__class__(**{**_shapes()[0].as_dict(), "orig": rec.orig,
+                                           "reply": None, "use": None})
+
+
+@pytest.mark.parametrize("xml", [False, True])
+def test_dumps_are_unchanged(xml):
+    shapes = _shapes()
+    cache = InternalCache()
+    for e in shapes:
+        cache.add(strip_volatile(_copy(e)), 1.0)
+    old = _Listed(_old_objects(shapes, 1.0))
+    before = [(o.entry.reply, o.entry.timeout) for o in cache]
+    text = dump_cache(cache, 5.0, xml, False)
+    assert text == dump_cache(old, 5.0, xml, False)
+    assert text.count("\n") == len(shapes)
+    # the dump restores what it changes for the moment
+    assert [(o.entry.reply, o.entry.timeout) for o in cache] == before
+    assert sum(o.entry.reply is None for o in cache) >= 5
+
+
+def test_update_merges_into_a_record_and_widens_it_when_needed():
+    cache = InternalCache()
+    first = cache.add(strip_volatile(_tcp(1)), 1.0)
+    assert type(first) is FlowRecord
+    obj = cache.update(strip_volatile(_tcp(1, tcp_state=4, timeout=119, mark=9)), 2.0)
+    assert obj is first and obj.entry is obj
+    assert (obj.tcp_state, obj.timeout, obj.mark, obj.last, obj.since) == (4, 119, 9, 2.0, 1.0)
+    # a helper appears: the record now stands for a full Entry holding everything
+    obj = cache.update(strip_volatile(_tcp(1, helper="ftp", timeout=100)), 3.0)
+    assert obj is first and type(obj.entry) is Entry
+    e = obj.entry
+    assert (e.helper, e.tcp_state, e.mark, e.timeout, e.reply) == ("ftp", 3, 0, 100, None)
+    assert cache.update(strip_volatile(_tcp(1, mark=1)), 4.0).entry is e and e.mark == 1
+    assert len(cache) == 1 and cache.delete(_tcp(1).orig) is first
+
+
+def test_destroy_merge_into_a_record_keeps_the_destroy_attributes():
+    """The sync daemon merges a DESTROY event into ``obj.entry`` and sends ``obj.entry``."""
+    cache = InternalCache()
+    obj = cache.add(strip_volatile(_tcp(5)), 1.0)
+    gone = strip_volatile(_tcp(5, tcp_state=7, labels=3, timestamp_stop=5))
+    cache.delete(gone)
+    merge_into(obj.entry, gone)
+    sent = obj.entry
+    assert type(sent) is Entry and (sent.labels, sent.tcp_state, sent.timestamp_stop) == (3, 7, 5)
+    ref = compact(strip_volatile(_tcp(5)))
+    merge_into(ref, gone)
+    assert wire.encode_message("del", sent, 1) == wire.encode_message("del", ref, 1)
+    # a plain destroy stays in the record
+    obj = cache.add(strip_volatile(_tcp(6)), 1.0)
+    merge_into(obj.entry, strip_volatile(_tcp(6, tcp_state=8)))
+    assert obj.entry is obj and obj.tcp_state == 8
+
+
+def test_records_refuse_rare_attribute_writes_instead_of_losing_them():
+    rec = InternalCache().add(strip_volatile(_tcp(1)), 1.0)
+    with pytest.raises(AttributeError):
+        rec.helper = "ftp"
+
+
+def test_internal_flow_costs_at_most_about_450_bytes():
+    n = 5000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        cache = InternalCache()
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(n):
+            cache.add(strip_volatile(_tcp(i, id=10**9 + i, timeout=3600 - i % 3)), 1.0)
+        gc.collect()
+        per_flow = (tracemalloc.get_traced_memory()[0] - base) / n
+    finally:
+        tracemalloc.stop()
+    # record ~170, dict slot ~50-100, orig tuple 112, source address ~60, id and port 64
+    # (an Entry per flow was ~690)
+    assert per_flow < 520, per_flow
+    assert len(cachemod._INTS) <= cachemod._INTS_MAX
