@@ -88,6 +88,13 @@ def _with_both_tuples(e: Entry) -> Entry:
     return e
 
 
+def _add_set(add, options: tuple) -> None:
+    """``add`` "OPTION VALUE" for each (option, value) pair whose value is set."""
+    for option, value in options:
+        if value is not None:
+            add(f"{option} {value}")
+
+
 def format_save(e: Entry, op: str = "-A") -> str:
     """The replayable command line (with newline). ``op`` is ``-A``, ``-U`` or ``-D``."""
     if e.orig is None or e.reply is None:
@@ -121,14 +128,8 @@ def format_save(e: Entry, op: str = "-A") -> str:
             add(f"--sport {orig.sport} --dport {orig.dport} --reply-port-src {reply.sport} "
                 f"--reply-port-dst {reply.dport}")
         else:
-            if orig.sport is not None:
-                add(f"--sport {orig.sport}")
-            if orig.dport is not None:
-                add(f"--dport {orig.dport}")
-            if reply.sport is not None:
-                add(f"--reply-port-src {reply.sport}")
-            if reply.dport is not None:
-                add(f"--reply-port-dst {reply.dport}")
+            _add_set(add, (("--sport", orig.sport), ("--dport", orig.dport),
+                           ("--reply-port-src", reply.sport), ("--reply-port-dst", reply.dport)))
         if proto == 6:
             if e.tcp_state is not None:
                 add(f"--state {_state_name(TCP_STATES, e.tcp_state)}")
@@ -146,21 +147,12 @@ def format_save(e: Entry, op: str = "-A") -> str:
                 add("--role " + ("server" if e.dccp_role else "client"))
     elif proto in (1, 58):
         v = "icmp" if proto == 1 else "icmpv6"
-        if orig.icmp_type is not None:
-            add(f"--{v}-type {orig.icmp_type}")
-        if orig.icmp_code is not None:
-            add(f"--{v}-code {orig.icmp_code}")
-        if orig.icmp_id is not None:
-            add(f"--{v}-id {orig.icmp_id}")
+        _add_set(add, ((f"--{v}-type", orig.icmp_type), (f"--{v}-code", orig.icmp_code),
+                       (f"--{v}-id", orig.icmp_id)))
     elif proto == 47:
-        if orig.sport is not None:
-            add(f"--srckey {orig.sport}")
-        if orig.dport is not None:
-            add(f"--dstkey {orig.dport}")
-        if reply.sport is not None:
-            add(f"--reply-key-src {reply.sport}")
-        if reply.dport is not None:
-            add(f"--reply-key-dst {reply.dport}")
+        # GRE keys travel in the port fields
+        _add_set(add, (("--srckey", orig.sport), ("--dstkey", orig.dport),
+                       ("--reply-key-src", reply.sport), ("--reply-key-dst", reply.dport)))
     return " ".join(out) + "\n"
 
 
