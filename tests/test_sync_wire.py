@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ctools._speedups import load_ctfast
 from ctools.model import Entry, Expect, NatRange, Tuple
 from ctools.sync import ProtocolError, StreamDecoder, SyncParams, make_sync, wire
 from ctools.sync.core import serial_after, serial_before, serial_between
@@ -450,3 +451,49 @@ def test_merge_takes_each_attribute_from_the_update_else_the_cached_state(pair):
     assert _attrs(merged) == want
     wire.scan_ct_payload(merged)            # still a valid payload
     assert wire.merge_ct_payload(new, new) == new
+
+
+_c_decode = getattr(load_ctfast(), "decode_sync_ct", None)
+
+
+def _typed(v) -> tuple:
+    # the address family may be socket.AF_INET (an int enum) or the plain int
+    return (int if isinstance(v, int) else type(v), v)
+
+
+def _fields(e: Entry) -> dict:
+    out = {n: getattr(e, n) for n in Entry.__slots__}
+    for name in ("orig", "reply", "master", "nat_src", "nat_dst"):
+        v = out[name]
+        if v is not None:
+            out[name] = {n: _typed(getattr(v, n)) for n in v.__slots__}
+    return {n: _typed(v) for n, v in out.items()}
+
+
+@pytest.mark.skipif(_c_decode is None, reason="C accelerator not built")
+@settings(max_examples=400, deadline=None)
+@given(entries() | st.binary(max_size=80))
+def test_c_decoder_gives_the_python_entry_or_steps_aside(e):
+    payload = e if isinstance(e, bytes) else wire.encode_ct_payload(e)
+    fast = _c_decode(payload)
+    try:
+        slow = wire.decode_ct_payload(payload)
+    except ProtocolError:
+        assert fast is None
+        return
+    if fast is not None:
+        assert _fields(fast) == _fields(slow)
+
+
+@pytest.mark.skipif(_c_decode is None, reason="C accelerator not built")
+def test_c_decoder_takes_the_common_flows():
+    nat4 = Entry(orig=Tuple(AF_INET, "10.0.0.1", "192.0.2.1", 6, 40000, 443), status=0x1BE,
+                 timeout=431999, mark=7, tcp_state=3, tcp_wscale_orig=7, tcp_wscale_reply=9,
+                 nat_src=NatRange("203.0.113.9", "203.0.113.9", 61000, 61000), zone=3)
+    icmp6 = Entry(orig=Tuple(AF_INET6, "2001:db8::1", "2001:db8::2", 58, icmp_type=128,
+                             icmp_code=0, icmp_id=77), timeout=30, synproxy=(1, 2, 3),
+                  nat_dst=NatRange("2001:db8::9", "2001:db8::9", None, None))
+    for e in (nat4, icmp6):
+        p = wire.encode_ct_payload(e)
+        fast = _c_decode(p)
+        assert fast is not None and _fields(fast) == _fields(wire.decode_ct_payload(p))

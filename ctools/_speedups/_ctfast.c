@@ -1641,6 +1641,135 @@ static PyObject *delete_attrs(PyObject *self, PyObject *args)
     return PyBytes_FromStringAndSize((const char *)out, n);
 }
 
+
+/* ---- sync wire (conntrackd's protocol): a CT payload as an Entry ---------------------------
+ * Attribute ids and widths of spec sync-protocol §2.4; TLV headers and most values are big
+ * endian, the NAT and ICMP-id ports little endian (the C daemon's host order on x86). */
+#define SYNC_ATTRS 33
+static const unsigned char SYNC_WIDTH[SYNC_ATTRS] = {
+    8, 32, 1, 4, 1, 4, 4, 4, 0, 0, 0, 0, 4, 4, 2, 2, 0, 1, 4, 4, 1, 1, 1, 1, 2, 1, 1, 0, 0,
+    16, 16, 12, 2};     /* 0 = not handled here (master, seq adj, helper, labels) */
+
+static unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
+static unsigned le16(const unsigned char *p) { return (unsigned)p[1] << 8 | p[0]; }
+static unsigned long be32(const unsigned char *p)
+{
+    return (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3];
+}
+
+static PyObject *u8v(const unsigned char *p) { return u(p[0]); }
+
+PyDoc_STRVAR(decode_sync_ct_doc,
+"decode_sync_ct(payload) -> Entry | None\n\n"
+"The Entry ctools.sync.wire.decode_ct_payload returns for a conntrackd CT payload, or None\n"
+"when the payload uses an attribute this path leaves to Python (master tuple, sequence\n"
+"adjustment, helper, labels), repeats one, or is malformed (Python then raises).");
+
+static PyObject *decode_sync_ct(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    const unsigned char *b, *snat_ip = NULL, *dnat_ip = NULL;
+    const unsigned char *snat_port = NULL, *dnat_port = NULL;
+    int snat_v6 = 0, dnat_v6 = 0;
+    unsigned long long seen = 0;
+    Py_ssize_t off = 0, remaining;
+    PyObject *e = NULL, *o = NULL, *nat;
+    if (model_init())
+        return NULL;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE))
+        return NULL;
+    b = view.buf;
+    remaining = view.len;
+    if (!(e = new_obj(&ENTRY)) || !(o = new_obj(&TUPLE)))
+        goto error;
+    if (set_slot(e, E_OFF[E_ORIG], Py_NewRef(o)))
+        goto error;
+    while (remaining > 4) {
+        unsigned len = be16(b + off), id = be16(b + off + 2);
+        const unsigned char *p = b + off + 4;
+        Py_ssize_t step = (len + 3) & ~3u;
+        int rc = 0;
+        if (len > remaining || len < 4 || id >= SYNC_ATTRS || !SYNC_WIDTH[id]
+                || len != SYNC_WIDTH[id] + 4u || seen >> id & 1)
+            goto fallback;
+        seen |= 1ull << id;
+        switch (id) {
+        case 0: case 1:
+            rc = set_slot(o, T_OFF[T_FAMILY], u(id ? AF_INET6 : AF_INET))
+                || set_slot(o, T_OFF[T_SRC], addr_str(id, p))
+                || set_slot(o, T_OFF[T_DST], addr_str(id, p + (id ? 16 : 4)));
+            break;
+        case 2: rc = set_slot(o, T_OFF[T_PROTO], u8v(p)); break;
+        case 3:
+            rc = set_slot(o, T_OFF[T_SPORT], u(be16(p)))
+                || set_slot(o, T_OFF[T_DPORT], u(be16(p + 2)));
+            break;
+        case 4: rc = set_slot(e, E_OFF[E_TCP_STATE], u8v(p)); break;
+        case 5: rc = set_slot(e, E_OFF[E_STATUS], u(be32(p))); break;
+        case 6: rc = set_slot(e, E_OFF[E_TIMEOUT], u(be32(p))); break;
+        case 7: rc = set_slot(e, E_OFF[E_MARK], u(be32(p))); break;
+        case 12: case 29: snat_ip = p; snat_v6 = id == 29; break;
+        case 13: case 30: dnat_ip = p; dnat_v6 = id == 30; break;
+        case 14: snat_port = p; break;
+        case 15: dnat_port = p; break;
+        case 17: rc = set_slot(e, E_OFF[E_SCTP_STATE], u8v(p)); break;
+        case 18: rc = set_slot(e, E_OFF[E_VT_O], u(be32(p))); break;
+        case 19: rc = set_slot(e, E_OFF[E_VT_R], u(be32(p))); break;
+        case 20: rc = set_slot(e, E_OFF[E_DCCP_STATE], u8v(p)); break;
+        case 21: rc = set_slot(e, E_OFF[E_DCCP_ROLE], u8v(p)); break;
+        case 22: rc = set_slot(o, T_OFF[T_ITYPE], u8v(p)); break;
+        case 23: rc = set_slot(o, T_OFF[T_ICODE], u8v(p)); break;
+        case 24: rc = set_slot(o, T_OFF[T_IID], u(le16(p))); break;
+        case 25: rc = set_slot(e, E_OFF[E_WS_O], u8v(p)); break;
+        case 26: rc = set_slot(e, E_OFF[E_WS_R], u8v(p)); break;
+        case 31:    /* on the wire: its, isn, tsoff; the Entry holds (isn, its, tsoff) */
+            rc = set_slot(e, E_OFF[E_SYNPROXY],
+                          Py_BuildValue("(kkk)", be32(p + 4), be32(p), be32(p + 8)));
+            break;
+        case 32: rc = set_slot(e, E_OFF[E_ZONE], u(be16(p))); break;
+        }
+        if (rc)
+            goto error;
+        off += step;
+        remaining -= step;
+    }
+    /* NAT bindings: one address/port pair per direction, min == max */
+    for (int d = 0; d < 2; d++) {
+        const unsigned char *ip = d ? dnat_ip : snat_ip, *port = d ? dnat_port : snat_port;
+        PyObject *ipo, *porto;
+        if (!ip && !port)
+            continue;
+        if (!(nat = new_obj(&NATRANGE)))
+            goto error;
+        ipo = ip ? addr_str(d ? dnat_v6 : snat_v6, ip) : Py_NewRef(Py_None);
+        porto = port ? u(le16(port)) : Py_NewRef(Py_None);
+        if (!ipo || !porto) {
+            Py_XDECREF(ipo);
+            Py_XDECREF(porto);
+            Py_DECREF(nat);
+            goto error;
+        }
+        if (set_slot(nat, N_OFF[N_MIN_IP], Py_NewRef(ipo)) || set_slot(nat, N_OFF[N_MAX_IP], ipo)
+                || set_slot(nat, N_OFF[N_MIN_PORT], Py_NewRef(porto))
+                || set_slot(nat, N_OFF[N_MAX_PORT], porto)
+                || set_slot(e, E_OFF[d ? E_NAT_DST : E_NAT_SRC], nat))
+            goto error;
+    }
+    Py_DECREF(o);
+    PyBuffer_Release(&view);
+    return e;
+fallback:
+    Py_XDECREF(e);
+    Py_XDECREF(o);
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(e);
+    Py_XDECREF(o);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"decode_entry", decode_entry, METH_O, decode_entry_doc},
     {"format_events", format_events, METH_VARARGS, format_events_doc},
@@ -1648,6 +1777,7 @@ static PyMethodDef methods[] = {
     {"format_payload", format_payload, METH_VARARGS, format_payload_doc},
     {"create_line", create_line, METH_O, create_line_doc},
     {"delete_attrs", delete_attrs, METH_VARARGS, delete_attrs_doc},
+    {"decode_sync_ct", decode_sync_ct, METH_O, decode_sync_ct_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ctools._speedups import load_ctfast
 from ctools.daemon.stats import CacheCounters
 from ctools.model import Entry
 from ctools.sync import wire
 
+# the C accelerator decodes the common flows ~10x faster (a commit decodes every cached flow)
+_c_decode = getattr(load_ctfast(), "decode_sync_ct", None)
+
 
 def _decode(payload: bytes) -> Entry:
-    e = wire.decode_ct_payload(payload)
+    e = _c_decode(payload) if _c_decode is not None else None
+    if e is None:
+        e = wire.decode_ct_payload(payload)
     if e.synproxy == (0, 0, 0):
         e.synproxy = None       # no SYN proxy: what the views expect (and the kernel too)
     return e
