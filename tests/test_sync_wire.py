@@ -497,3 +497,21 @@ def test_c_decoder_takes_the_common_flows():
         p = wire.encode_ct_payload(e)
         fast = _c_decode(p)
         assert fast is not None and _fields(fast) == _fields(wire.decode_ct_payload(p))
+
+
+_c_scan = getattr(load_ctfast(), "scan_sync_ct", None)
+
+
+@pytest.mark.skipif(_c_scan is None, reason="C accelerator not built")
+@settings(max_examples=400, deadline=None)
+@given(entries().map(wire.encode_ct_payload) | st.binary(max_size=80) | entries().map(
+    wire.encode_ct_payload).flatmap(lambda p: st.integers(0, len(p)).map(
+        lambda i: p[:i] + b"\x00\x05" + p[i + 2:])))
+def test_c_scan_gives_the_python_key_or_leaves_the_error_to_python(payload):
+    fast = _c_scan(payload)
+    try:
+        slow = wire.scan_ct_payload_py(payload)
+    except ProtocolError:
+        assert fast is None
+        return
+    assert fast == slow

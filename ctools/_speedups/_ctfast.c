@@ -1770,6 +1770,68 @@ error:
     return NULL;
 }
 
+
+/* every attribute's payload width (0: variable, bounded by SYNC_MAX_LEN as a whole TLV) */
+static const unsigned char SYNC_FULL_WIDTH[SYNC_ATTRS] = {
+    8, 32, 1, 4, 1, 4, 4, 4, 8, 32, 1, 4, 4, 4, 2, 2, 24, 1, 4, 4, 1, 1, 1, 1, 2, 1, 1, 0, 0,
+    16, 16, 12, 2};
+/* the flow's identity attributes and their place in its key (wire.scan_ct_payload) */
+static const signed char SYNC_KEY_SLOT[SYNC_ATTRS] = {
+    0, 0, 1, 2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    3, 4, 5, -1, -1, -1, -1, -1, -1, -1, 6};
+#define SYNC_KEY_SLOTS 7
+
+PyDoc_STRVAR(scan_sync_ct_doc,
+"scan_sync_ct(payload) -> bytes | None\n\n"
+"The key ctools.sync.wire.scan_ct_payload returns for a conntrackd CT payload, or None\n"
+"when the payload is malformed (Python then raises the precise error).");
+
+static PyObject *scan_sync_ct(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    const unsigned char *b, *slot[SYNC_KEY_SLOTS] = {0};
+    unsigned slot_len[SYNC_KEY_SLOTS] = {0};
+    Py_ssize_t off = 0, remaining, total = 0;
+    PyObject *key;
+    char *w;
+    int k;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE))
+        return NULL;
+    b = view.buf;
+    remaining = view.len;
+    while (remaining > 4) {
+        unsigned len = be16(b + off), id = be16(b + off + 2);
+        Py_ssize_t step = (len + 3) & ~3u;
+        if (len > remaining || len < 4 || id >= SYNC_ATTRS)
+            goto malformed;
+        if (SYNC_FULL_WIDTH[id] ? len != SYNC_FULL_WIDTH[id] + 4u
+                                : len > (id == 27 ? 16u : 1028u))
+            goto malformed;
+        if ((k = SYNC_KEY_SLOT[id]) >= 0) {
+            slot[k] = b + off;
+            slot_len[k] = len;
+        }
+        off += step;
+        remaining -= step;
+    }
+    for (k = 0; k < SYNC_KEY_SLOTS; k++)
+        total += slot_len[k];
+    key = PyBytes_FromStringAndSize(NULL, total);
+    if (key) {
+        w = PyBytes_AS_STRING(key);
+        for (k = 0; k < SYNC_KEY_SLOTS; k++) {
+            if (slot_len[k])
+                memcpy(w, slot[k], slot_len[k]);
+            w += slot_len[k];
+        }
+    }
+    PyBuffer_Release(&view);
+    return key;
+malformed:
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"decode_entry", decode_entry, METH_O, decode_entry_doc},
     {"format_events", format_events, METH_VARARGS, format_events_doc},
@@ -1778,6 +1840,7 @@ static PyMethodDef methods[] = {
     {"create_line", create_line, METH_O, create_line_doc},
     {"delete_attrs", delete_attrs, METH_VARARGS, delete_attrs_doc},
     {"decode_sync_ct", decode_sync_ct, METH_O, decode_sync_ct_doc},
+    {"scan_sync_ct", scan_sync_ct, METH_O, scan_sync_ct_doc},
     {NULL, NULL, 0, NULL},
 };
 

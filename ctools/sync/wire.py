@@ -19,6 +19,7 @@ import socket
 import struct
 from collections.abc import Iterator
 
+from ctools._speedups import load_ctfast
 from ctools.model import (
     AF_INET,
     AF_INET6,
@@ -480,9 +481,20 @@ def encode_ct_payload(e: Entry, opts: EncodeOptions = DEFAULT_OPTIONS) -> bytes:
 # families share a slot, so the key of an entry is the same whichever message carries it.
 _KEY_SLOT = {0: 0, 1: 0, 2: 1, 3: 2, 22: 3, 23: 4, 24: 5, 32: 6}
 _KEY_SLOTS = 7
+_c_scan = getattr(load_ctfast(), "scan_sync_ct", None)
 
 
 def scan_ct_payload(payload: bytes) -> bytes:
+    """Check a CT_* payload as ``decode_ct_payload`` does and return the flow's identity key
+    (see ``scan_ct_payload_py``; the C accelerator gives the same key, Python the errors)."""
+    if _c_scan is not None:
+        key = _c_scan(payload)
+        if key is not None:
+            return key
+    return scan_ct_payload_py(payload)
+
+
+def scan_ct_payload_py(payload: bytes) -> bytes:
     """Check a CT_* payload as ``decode_ct_payload`` does (same verdicts, same errors) without
     building the entry, and return the flow's identity key: the raw address, protocol, port,
     ICMP and zone attributes, in a fixed order (for the last occurrence of each).
