@@ -1,9 +1,10 @@
 """Sender-side memory: the internal cache's compact FlowRecord must read, dump and encode
-exactly like the Entry it replaces."""
+exactly like the Entry it replaces; the daemon loads no TLS library."""
 
 from __future__ import annotations
 
 import gc
+import time
 import tracemalloc
 
 import pytest
@@ -191,3 +192,57 @@ def test_internal_flow_costs_at_most_about_450_bytes():
     # (an Entry per flow was ~690)
     assert per_flow < 520, per_flow
     assert len(cachemod._INTS) <= cachemod._INTS_MAX
+
+
+# ---------------------------------------------------------------------------- real daemon
+
+def test_idle_daemon_maps_no_tls_library(netns_factory, tmp_path):
+    from daemon_helpers import OURS, Replica
+
+    ns = netns_factory("cttx")
+    ns.run("ip", "link", "set", "lo", "up")
+    body = ("}\nSync {\n Mode FTFW { }\n"
+            " UDP {\n  IPv4_address 127.0.0.1\n  IPv4_Destination_Address 127.0.0.2\n"
+            "  Port 3791\n  Interface lo\n }\n}\n")
+    r = Replica(ns, OURS, tmp_path, "tx", body)
+    r.start()
+    try:
+        time.sleep(0.3)
+        pid = r.proc.pid
+        maps = open(f"/proc/{pid}/maps").read()
+        assert "/usr/" in maps or "python" in maps        # really the daemon's map
+        assert "libssl" not in maps
+        assert "_ssl" not in maps
+        assert r.ask("-s").returncode == 0
+    finally:
+        r.stop()
+
+
+# ---------------------------------------------------------------------------- event stash
+
+def test_event_stash_is_a_fifo_across_blocks_and_gives_blocks_back():
+    from ctools.daemon.kernel import EventStash
+
+    st = EventStash()
+    sent = []
+    got = []
+    for i in range(12000):
+        data = bytes([i & 255]) * (1 + (i * 7919) % 1500)
+        v = st.room()
+        assert len(v) >= st.ROOM
+        v[:len(data)] = data
+        st.commit(len(data))
+        sent.append(data)
+        if i % 3 == 0:          # a reader slower than the writer: blocks pile up
+            got.append(bytes(st.popleft()))
+    assert len(st) == len(sent) - len(got)
+    assert len(st.blocks) > 3
+    while len(st):
+        got.append(bytes(st.popleft()))
+    assert got == sent
+    # drained: one block left, to be written again from its start
+    assert len(st.blocks) == 1 and st.blocks[0].off == 0 and len(st.blocks[0].ends) == 0
+    v = st.room()
+    v[:3] = b"abc"
+    st.commit(3)
+    assert bytes(st.popleft()) == b"abc" and len(st) == 0 and not st

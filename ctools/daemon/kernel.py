@@ -8,10 +8,12 @@ answers the requests that failed.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import socket
 import struct
 import sys
+from array import array
 from collections import deque
 from collections.abc import Iterable
 
@@ -24,6 +26,84 @@ NEW, UPDATE, DESTROY = "new", "update", "destroy"
 _RECV = 1 << 20
 _BATCH_BYTES = 1 << 16
 STASH_MAX = 1 << 18     # datagrams of events held in user space (~300 bytes each)
+_RXBUF: bytearray | None = None
+
+
+def _rxbuf() -> bytearray:
+    """The receive buffer of the request sockets: one per process, allocated on first use.
+
+    Each use (a dump, an error drain) runs to completion before another starts and keeps
+    no view into it, so the sockets can share it (1 MB each otherwise).
+    """
+    global _RXBUF
+    if _RXBUF is None:
+        _RXBUF = bytearray(_RECV)
+    return _RXBUF
+
+
+class _Block:
+    """One stash block: datagrams back to back, ``ends[i]`` the end offset of the i-th."""
+
+    __slots__ = ("view", "ends", "off", "rd", "start")
+
+    def __init__(self, size: int) -> None:
+        # an anonymous mapping of its own: unmapped (given back) when the block is dropped,
+        # and only the pages written count as resident
+        self.view = memoryview(mmap.mmap(-1, size))
+        self.ends = array("I")
+        self.off = 0        # write offset
+        self.rd = 0         # index of the next datagram to read
+        self.start = 0      # its start offset
+
+
+class EventStash:
+    """Received, not yet decoded event datagrams (FIFO), packed into large blocks.
+
+    A bytes object per datagram cost ~40 B of overhead each, and a burst's 100k of them,
+    scattered among the caches' long-lived objects, kept their memory with the process
+    after they were freed (the allocator returns an arena only once it is wholly empty).
+    """
+
+    BLOCK = 1 << 20
+    ROOM = 1 << 16      # free space kept for each receive (event datagrams are < 1 KB)
+
+    def __init__(self) -> None:
+        self.blocks: deque[_Block] = deque()
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def room(self) -> memoryview:
+        """Where to receive the next datagram (at least ROOM bytes)."""
+        blocks = self.blocks
+        if not blocks or blocks[-1].off > self.BLOCK - self.ROOM:
+            blocks.append(_Block(self.BLOCK))
+        b = blocks[-1]
+        return b.view[b.off:]
+
+    def commit(self, n: int) -> None:
+        """The datagram received into ``room()`` is ``n`` bytes long."""
+        b = self.blocks[-1]
+        b.off += n
+        b.ends.append(b.off)
+        self.count += 1
+
+    def popleft(self) -> memoryview:
+        """The oldest datagram (valid until the next ``room()``)."""
+        b = self.blocks[0]
+        i = b.rd
+        start, end = b.start, b.ends[i]
+        b.rd = i + 1
+        b.start = end
+        self.count -= 1
+        if b.rd == len(b.ends):
+            if len(self.blocks) > 1:
+                self.blocks.popleft()           # unmapped once its last view is gone
+            else:
+                b.off = b.rd = b.start = 0      # the only block: written again from the start
+                del b.ends[:]
+        return b.view[start:end]
 
 
 class KernelError(OSError):
@@ -74,13 +154,12 @@ class EventSocket:
                     self.sock.setsockopt(C.SOL_NETLINK, opt, 1)
                 except OSError:
                     pass
-        self.buf = bytearray(_RECV)
         self.unknown = 0
         self.skipped = 0
         self.requested = 0
         self.overrun_pending = False
         self.drained = True         # the last read() emptied the socket and the stash
-        self.stash: deque[bytes] = deque()     # received, not yet decoded datagrams
+        self.stash = EventStash()   # received, not yet decoded datagrams
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -157,10 +236,10 @@ class EventSocket:
     def _pull(self) -> bool:
         """Receive into the stash until the socket is empty (True) or the stash is full."""
         stash = self.stash
-        recv_into, buf = self.sock.recv_into, self.buf
+        recv_into, room, commit = self.sock.recv_into, stash.room, stash.commit
         for _ in range(STASH_MAX - len(stash)):
             try:
-                n = recv_into(buf)
+                n = recv_into(room())
             except BlockingIOError:
                 return True
             except OSError as exc:
@@ -168,7 +247,7 @@ class EventSocket:
                     self.overrun_pending = True
                     return False
                 raise
-            stash.append(bytes(buf[:n]))
+            commit(n)
         return False
 
     def _decode(self, data: bytes, skip_pid: int, out: list) -> None:
@@ -216,7 +295,10 @@ class RequestSocket:
             if os.geteuid() == 0 else None
         self.portid = self.sock.getsockname()[0]
         self.seq = 0
-        self.buf = bytearray(_RECV)
+
+    @property
+    def buf(self) -> bytearray:
+        return _rxbuf()
 
     def _next_seq(self) -> int:
         self.seq = (self.seq + 1) & 0xFFFFFFFF
@@ -229,9 +311,10 @@ class RequestSocket:
                                            C.NLM_F_REQUEST | C.NLM_F_DUMP, seq, family))
         decode = codec.decode_expect if expectations else codec.decode_entry
         out: list = []
+        buf = self.buf
         while True:
-            n = self.sock.recv_into(self.buf)
-            for ty, _flags, _seq, _pid, payload in codec.iter_messages(memoryview(self.buf)[:n]):
+            n = self.sock.recv_into(buf)
+            for ty, _flags, _seq, _pid, payload in codec.iter_messages(memoryview(buf)[:n]):
                 if ty == C.NLMSG_DONE:
                     return out
                 if ty == C.NLMSG_ERROR:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from ctools.config import model as cfgm
-from ctools.daemon.base import Daemon, StartError
-from ctools.daemon.cthelper import check_helpers
 from ctools.daemon.lockfile import LockExists, LockFile
 from ctools.daemon.log import DaemonLog
 from ctools.daemon.sdnotify import notify
-from ctools.daemon.server import ControlServer, bind_control_socket
+
+if TYPE_CHECKING:
+    from ctools.config import model as cfgm
+    from ctools.daemon.base import Daemon
+
+# (asyncio and what imports it are loaded by run_daemon, after _without_tls)
 
 # The caches hold ~100k acyclic objects: with the default thresholds the cyclic collector
 # walks them over and over during a burst (~40 % of the receive path's time, measured).
@@ -28,8 +30,46 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def _install_memdump(prefix: str) -> None:
+    """Performance work: on SIGUSR1 write ``prefix.PID`` with RSS/HWM, the loaded modules and,
+    when tracemalloc runs (PYTHONTRACEMALLOC=N), the top allocation sites."""
+    import signal
+
+    def dump(_sig, _frame) -> None:
+        import tracemalloc
+
+        lines = []
+        with open("/proc/self/status") as fh:
+            lines += [ln.rstrip() for ln in fh if ln.startswith(("VmRSS", "VmHWM"))]
+        if tracemalloc.is_tracing():
+            cur, peak = tracemalloc.get_traced_memory()
+            lines.append(f"traced {cur / 1e6:.1f} MB peak {peak / 1e6:.1f} MB")
+            snap = tracemalloc.take_snapshot()
+            for st in snap.statistics("lineno")[:40]:
+                lines.append(f"{st.size / 1e3:10.1f} kB {st.count:8d} {st.traceback[0]}")
+        lines.append(f"modules {len(sys.modules)}: " + " ".join(sorted(sys.modules)))
+        with open(f"{prefix}.{os.getpid()}", "a") as fh:
+            fh.write("\n".join(lines) + "\n\n")
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
+def _without_tls(cfg: cfgm.Config) -> None:
+    """Mark the ssl module missing, as in a Python built without it, unless already loaded.
+
+    The daemon speaks no TLS, but asyncio imports ssl when it can, and libssl with the
+    module costs ~1.5 MB of resident memory per daemon (more without libcrypto loaded).
+    Called in the daemon process before asyncio is first imported; a no-op afterwards.
+    The metrics endpoint's library needs the module: then it stays.
+    """
+    if "asyncio" not in sys.modules and cfg.general.metrics is None:
+        sys.modules.setdefault("ssl", None)
+
+
 def make_daemon(cfg: cfgm.Config, log: DaemonLog) -> Daemon:
     """The running mode the configuration selects."""
+    from ctools.daemon.base import Daemon
+
     if cfg.sync is not None:
         from ctools.daemon.syncmode import SyncDaemon
 
@@ -62,6 +102,13 @@ def _detach(log: DaemonLog) -> bool:
 
 def run_daemon(cfg: cfgm.Config, detach: bool, log: DaemonLog) -> int:
     """Run the daemon until it is told to stop; returns the exit status."""
+    _without_tls(cfg)
+    import asyncio
+
+    from ctools.daemon.base import StartError
+    from ctools.daemon.cthelper import check_helpers
+    from ctools.daemon.server import ControlServer, bind_control_socket
+
     g = cfg.general
     s = cfg.sync
     if s is not None and s.commit_timeout and s.disable_external_cache:
@@ -122,6 +169,9 @@ def run_daemon(cfg: cfgm.Config, detach: bool, log: DaemonLog) -> int:
     if g.systemd:
         notify(f"READY=1\nMAINPID={os.getpid()}")
     tune_gc()
+    memdump = os.environ.get("CTOOLS_DAEMON_MEMDUMP")    # performance work: memory report
+    if memdump:
+        _install_memdump(memdump)
     profile_to = os.environ.get("CTOOLS_DAEMON_PROFILE")   # performance work: cProfile dump
     try:
         if profile_to:
