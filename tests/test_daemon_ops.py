@@ -204,3 +204,22 @@ def test_peer_address_on_another_interface_is_rejected(link, tmp_path):
     finally:
         rx.stop()
         a.run("ip", "link", "del", "ctdxa", check=False)
+
+
+@pytest.mark.skipif(not REF_CONNTRACKD, reason="reference conntrackd not installed")
+def test_netlink_buffer_size_is_what_the_reference_gets(link, tmp_path):
+    """NetlinkBufferSize N: the C daemon's event socket ends up with N bytes (the kernel
+    doubles what is asked); ours must report (and have) the same."""
+    a, b = link
+    general = "  NetlinkBufferSize 100000\n  NetlinkBufferSizeMaxGrowth 400000\n"
+    shown = {}
+    for side, ns, argv0, name in ((0, a, [REF_CONNTRACKD], "ref"), (1, b, OURS, "ours")):
+        r = Replica(ns, argv0, tmp_path, name, config("FTFW", "UDP", side, general=general))
+        r.start()
+        try:
+            line = re.search(r"current buffer size \(in bytes\):\s*(\d+)", r.out("-s", "runtime"))
+            logged = re.search(r"buffer size has been set to (\d+) bytes", r.log_text())
+            shown[name] = (int(line.group(1)), int(logged.group(1)))
+        finally:
+            r.stop()
+    assert shown["ours"] == shown["ref"] == (100000, 100000), shown

@@ -15,6 +15,7 @@ from ctools.daemon.base import Daemon
 from ctools.daemon.cache import InternalCache, full_reply, strip_volatile
 from ctools.daemon.control import Req
 from ctools.daemon.dumpfmt import dump_cache, entry_text
+from ctools.daemon.eventbuf import grow_event_buffer, size_event_buffer
 from ctools.daemon.kernel import DESTROY, NEW, EventSocket, OverrunError, RequestSocket
 from ctools.daemon.log import DaemonLog, ctime
 from ctools.daemon.stats import TrafficCounters
@@ -59,17 +60,7 @@ class StatsDaemon(Daemon):
         if g.filter is not None:
             self.log.notice("using kernel-space event filtering" if g.filter.from_kernelspace
                             else "using user-space event filtering")
-        if g.netlink_buffer_size and (not g.netlink_buffer_size_max_grow or
-                                      g.netlink_buffer_size <= g.netlink_buffer_size_max_grow):
-            # the kernel doubles what it is asked for; the reference's socket ends up with
-            # exactly NetlinkBufferSize (seen with ss -m), so ask for half
-            size = self.events.set_buffer_size(g.netlink_buffer_size // 2)
-        else:
-            self.log.notice("NetlinkBufferSize is either not set or is greater than "
-                            "NetlinkBufferSizeMaxGrowth. Using current system buffer size")
-            size = self.events.buffer_size
-        self.runtime.buffer_size = size
-        self.log.notice(f"netlink event socket buffer size has been set to {size} bytes")
+        size_event_buffer(self)
         self._load()
 
     def _load(self) -> None:
@@ -144,27 +135,7 @@ class StatsDaemon(Daemon):
 
     def _overrun(self) -> None:
         """ENOBUFS: events were lost. Grow the buffer, and re-read the table later."""
-        g = self.cfg.general
-        rt = self.runtime
-        rt.overrun += 1
-        rt.catch_failed += 1
-        size = self.events.buffer_size
-        limit = g.netlink_buffer_size_max_grow
-        if limit and size * 2 <= limit:
-            rt.buffer_size = self.events.set_buffer_size(size)     # doubled by the kernel
-            self.log.notice("netlink event socket buffer size has been doubled to "
-                            f"{rt.buffer_size} bytes")
-        elif not self.warned_growth:
-            self.warned_growth = True
-            self.log.warning(
-                "netlink event socket buffer size cannot be doubled further since it will "
-                "exceed NetlinkBufferSizeMaxGrowth. We are likely to be losing events, this "
-                "may lead to unsynchronized replicas. Please, consider increasing netlink "
-                "socket buffer size via NetlinkBufferSize and NetlinkBufferSizeMaxGrowth "
-                "clauses in conntrackd.conf")
-        delay = g.netlink_overrun_resync
-        if delay is not None and self.resync_handle is None:
-            self.resync_handle = self.loop.call_later(delay, self._overrun_resync)
+        grow_event_buffer(self, self._overrun_resync)
 
     def _overrun_resync(self) -> None:
         # events still queued predate the resync: a stale NEW read after the purge would

@@ -20,6 +20,7 @@ from ctools.daemon.channel import MultiChannel, TcpChannel, make_channel
 from ctools.daemon.commitfast import encode_for_create
 from ctools.daemon.control import Req
 from ctools.daemon.dumpfmt import dump_cache, entry_text
+from ctools.daemon.eventbuf import grow_event_buffer, size_event_buffer
 from ctools.daemon.extcache import ExternalCache
 from ctools.daemon.kernel import (
     DESTROY,
@@ -117,7 +118,7 @@ class SyncDaemon(Daemon):
                 self.log.notice("using kernel-space event filtering"
                                 if g.filter.from_kernelspace else
                                 "using user-space event filtering")
-            self._size_event_buffer()
+            size_event_buffer(self)
             self.events.ignore_port(self.commit_sock.portid)
             if g.netlink_events_reliable:
                 self.log.notice("reliable ctnetlink event delivery is ENABLED.")
@@ -134,18 +135,6 @@ class SyncDaemon(Daemon):
                     if self.exp_accepts(x):
                         self.exp_internal.add(_strip_exp(x), now)
         self.core = ctsync.make_sync(self._params(), time.monotonic())
-
-    def _size_event_buffer(self) -> None:
-        g = self.cfg.general
-        want = g.netlink_buffer_size
-        if want and (not g.netlink_buffer_size_max_grow or want <= g.netlink_buffer_size_max_grow):
-            size = self.events.set_buffer_size(want)
-        else:
-            self.log.notice("NetlinkBufferSize is either not set or is greater than "
-                            "NetlinkBufferSizeMaxGrowth. Using current system buffer size")
-            size = self.events.buffer_size
-        self.runtime.buffer_size = size
-        self.log.notice(f"netlink event socket buffer size has been set to {size} bytes")
 
     def _params(self) -> ctsync.SyncParams:
         s = self.sconf
@@ -378,27 +367,8 @@ class SyncDaemon(Daemon):
             self.core.local_update("new" if kind == NEW else "upd", obj.entry, now)
 
     def _overrun(self) -> None:
-        g = self.cfg.general
-        rt = self.runtime
-        rt.overrun += 1
-        rt.catch_failed += 1
-        size = self.events.requested or self.events.buffer_size
-        limit = g.netlink_buffer_size_max_grow
-        if limit and size * 2 <= limit:
-            size = self.events.set_buffer_size(size * 2)
-            rt.buffer_size = size
-            self.log.notice(f"netlink event socket buffer size has been doubled to {size} bytes")
-        elif not self.warned_growth:
-            self.warned_growth = True
-            self.log.warning(
-                "netlink event socket buffer size cannot be doubled further since it will "
-                "exceed NetlinkBufferSizeMaxGrowth. We are likely to be losing events, this "
-                "may lead to unsynchronized replicas. Please, consider increasing netlink "
-                "socket buffer size via NetlinkBufferSize and NetlinkBufferSizeMaxGrowth "
-                "clauses in conntrackd.conf")
-        delay = g.netlink_overrun_resync
-        if delay is not None and self.resync_handle is None:
-            self.resync_handle = self.loop.call_later(delay, self._overrun_resync)
+        """ENOBUFS: events were lost. Grow the buffer, and re-read the table later."""
+        grow_event_buffer(self, self._overrun_resync)
 
     def _overrun_resync(self) -> None:
         # while events are still queued the kernel may still be dropping some silently
