@@ -415,6 +415,12 @@ def test_checker_cli(tmp_path, capsys):
     bad.write_text("General {\n  HashSize big\n}\n")
     assert main([str(bad)]) == 1
     assert capsys.readouterr().err.startswith(f"error: {bad}:2:12: expected a number")
+    helpers = tmp_path / "helpers.conf"
+    helpers.write_text("Helper {\n Type ftp inet tcp {\n QueueNum 5\n Policy ftp {\n"
+                       " ExpectMax 1\n ExpectTimeout 300\n }\n }\n}\n")
+    assert main([str(helpers)]) == 0       # valid grammar: the daemon is what refuses it
+    out, err = capsys.readouterr()
+    assert "OK" in out and "Helper Type (ftp)" in err and "refuse to start" in err
 
 
 @pytest.mark.parametrize("text, hint", [

@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for warning in cfg.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if cfg.helper is not None and cfg.helper.types:
+        # valid grammar, but the daemon will not start with it (docs/compat-helper.md)
+        names = ", ".join(t.name for t in cfg.helper.types)
+        print(f"warning: {args.file}: Helper Type ({names}): ctools runs no user-space "
+              "helpers, conntrackd will refuse to start with this section", file=sys.stderr)
     if args.dump:
         sys.stdout.write(dump(cfg))
     else:
