@@ -30,6 +30,13 @@ def vm(pid: int) -> str:
     return f"RSS {got['VmRSS'] / 1024:6.1f} MB  HWM {got['VmHWM'] / 1024:6.1f} MB"
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def poll_queues(d: B.Daemon, stop: threading.Event, out: list) -> None:
     while not stop.wait(0.3):
         try:
@@ -57,6 +64,8 @@ def main() -> int:
     ap.add_argument("--entries", type=int, default=100000)
     ap.add_argument("--trace", type=int, default=0, help="tracemalloc frames (0: off)")
     ap.add_argument("--settle", action="store_true", help="also report once the link is quiet")
+    ap.add_argument("--no-report", action="store_true",
+                    help="no SIGUSR1 report (a daemon without CTOOLS_DAEMON_MEMDUMP dies of it)")
     ap.add_argument("--queues", action="store_true",
                     help="poll the sender's queue depths during the burst (perturbs it)")
     args = ap.parse_args()
@@ -86,7 +95,9 @@ def main() -> int:
         time.sleep(1.5)
         print(f"idle      sender   {vm(tx.proc.pid)}")
         print(f"idle      receiver {vm(rx.proc.pid)}")
-        print(report(tx, prefix).strip().split("\n")[-1][:3000])
+        if not args.no_report:
+            print(report(tx, prefix).strip().split("\n")[-1][:3000])
+        cpu0 = cpu_s(tx.proc.pid), cpu_s(rx.proc.pid)
         t0 = time.monotonic()
         stop = threading.Event()
         depths: list[tuple[int, int]] = []
@@ -94,14 +105,16 @@ def main() -> int:
             threading.Thread(target=poll_queues, args=(tx, stop, depths), daemon=True).start()
         a.run(sys.executable, "-c", B.INJECT, str(args.entries), "0")
         took = B.wait_until(lambda: B.progress(rx, t0, args.entries, False), 300)
-        print(f"burst {took and round(time.monotonic() - t0, 2)} s")
+        print(f"burst {took and round(time.monotonic() - t0, 2)} s, CPU sender "
+              f"{cpu_s(tx.proc.pid) - cpu0[0]:.2f} s, receiver {cpu_s(rx.proc.pid) - cpu0[1]:.2f} s")
         stop.set()
         if depths:
             print(f"max txqueue {max(d[0] for d in depths)}, max rsqueue "
                   f"{max(d[1] for d in depths)} over {len(depths)} polls")
         print(f"burst     sender   {vm(tx.proc.pid)}")
         print(f"burst     receiver {vm(rx.proc.pid)}")
-        print(report(tx, prefix).rsplit("modules", 1)[0])
+        if not args.no_report:
+            print(report(tx, prefix).rsplit("modules", 1)[0])
         if args.settle:
             tx.settle()
             print(f"settled   sender   {vm(tx.proc.pid)}")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ctools.format.text import format_entry, format_expect
-from ctools.format.xml import format_entry_xml, format_expect_xml
 from ctools.model import Entry, Expect, Tuple
+
+# (the formatters are imported on first use: a daemon nobody asks for a dump never loads them)
 
 # what the reference prints for an entry received without reply tuple: an empty, unknown one
 _NO_REPLY = Tuple(family=0, src="", dst="", proto=0)
@@ -21,12 +21,16 @@ def _without_timeout(fn, obj, *args, **kw) -> str:
 
 def entry_text(e: Entry) -> str:
     """Default one-line format without timeout/id and without the newline."""
+    from ctools.format.text import format_entry
+
     return _without_timeout(format_entry, e).rstrip("\n")
 
 
 def cache_line(obj: Entry | Expect, active_secs: int, expires_in: int | None = None) -> str:
     """One ``-i``/``-e`` line: entry text, feature suffixes, ``[active since Ns]``."""
     if isinstance(obj, Expect):
+        from ctools.format.text import format_expect
+
         text = _without_timeout(format_expect, obj).rstrip("\n")
     else:
         text = entry_text(obj)
@@ -37,6 +41,8 @@ def cache_line(obj: Entry | Expect, active_secs: int, expires_in: int | None = N
 
 def cache_xml(obj: Entry | Expect) -> str:
     """One ``-x`` line: the XML ``<flow>`` element without timeout."""
+    from ctools.format.xml import format_entry_xml, format_expect_xml
+
     if isinstance(obj, Expect):
         return _without_timeout(format_expect_xml, obj)
     return _without_timeout(format_entry_xml, obj)

@@ -26,18 +26,20 @@ NEW, UPDATE, DESTROY = "new", "update", "destroy"
 _RECV = 1 << 20
 _BATCH_BYTES = 1 << 16
 STASH_MAX = 1 << 18     # datagrams of events held in user space (~300 bytes each)
-_RXBUF: bytearray | None = None
+_RXBUF: mmap.mmap | None = None
 
 
-def _rxbuf() -> bytearray:
+def _rxbuf() -> mmap.mmap:
     """The receive buffer of the request sockets: one per process, allocated on first use.
 
     Each use (a dump, an error drain) runs to completion before another starts and keeps
-    no view into it, so the sockets can share it (1 MB each otherwise).
+    no view into it, so the sockets can share it (1 MB each otherwise). An anonymous
+    mapping: only the pages the largest datagram reached are resident (dumps come in
+    32 KB datagrams), where a zero-filled bytearray was resident whole.
     """
     global _RXBUF
     if _RXBUF is None:
-        _RXBUF = bytearray(_RECV)
+        _RXBUF = mmap.mmap(-1, _RECV)
     return _RXBUF
 
 
@@ -175,17 +177,15 @@ class EventSocket:
         A classic BPF filter on the socket compares the nlmsghdr's pid field: a 100k-entry
         commit then costs no event reads at all (and cannot overrun the event buffer).
         """
-        import ctypes
-
         # BPF loads words big endian; the pid is stored in host order
         want = int.from_bytes(portid.to_bytes(4, sys.byteorder), "big")
         insns = ((0x20, 0, 0, 12),          # ld [12]        nlmsg_pid
                  (0x15, 0, 1, want),        # jeq #want, drop, keep
                  (0x06, 0, 0, 0),           # drop: ret #0
                  (0x06, 0, 0, 0xFFFFFFFF))  # keep: ret #-1
-        self._bpf = ctypes.create_string_buffer(
-            b"".join(struct.pack("=HBBI", *i) for i in insns))
-        prog = struct.pack("@HP", len(insns), ctypes.addressof(self._bpf))
+        # the program's address from an array, not ctypes (half a MB for one pointer)
+        self._bpf = array("B", b"".join(struct.pack("=HBBI", *i) for i in insns))
+        prog = struct.pack("@HP", len(insns), self._bpf.buffer_info()[0])
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, 26, prog)      # SO_ATTACH_FILTER
         except OSError:
@@ -297,7 +297,7 @@ class RequestSocket:
         self.seq = 0
 
     @property
-    def buf(self) -> bytearray:
+    def buf(self) -> mmap.mmap:
         return _rxbuf()
 
     def _next_seq(self) -> int:
