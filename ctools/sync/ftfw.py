@@ -3,7 +3,18 @@ queue, RESYNC, ALIVE and the HELLO handshake, wire-compatible with the C daemon.
 
 Deliberate differences (docs/compat-sync.md): a HELLO re-queues the unacknowledged objects
 instead of discarding them; a NACK for messages that fell out of the resend queue asks the
-caller for a bulk send; the strict receive guard (guard.py) in the C-compatible mode.
+caller for a bulk send; the strict receive guard (guard.py) in the C-compatible mode; tail-loss
+probes (below).
+
+Tail-loss probes: a receiver notices a loss only when a later message shows the gap, so when
+the *last* datagrams of a transmit round are lost the C protocol waits for the next alive-timer
+message (1 s), and if the NACKed re-send loses its tail again, another second (docs/simulator.md
+finding 4). After a round that put objects, a NACK or a RESYNC on the wire we therefore send a
+few plain ALIVE messages shortly after (10, 30, 70, 150, 310 ms with the default 1 s interval)
+unless more traffic or an ACK covering that round makes them pointless — only while the link is
+known to lose (a NACK went either way in the last 10 intervals), so a clean link carries exactly
+the C traffic. ALIVE is an ordinary sequenced control message to every peer (C included): one
+that arrives after a lost tail reveals the gap and draws the NACK at once.
 """
 
 from __future__ import annotations
@@ -39,6 +50,14 @@ def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
 MASK = 0xFFFFFFFF
 DATA, CTL, BAD = "data", "ctl", "bad"
 
+# Delays of the tail-loss probes after a round that needs repair if its tail is lost, as
+# fractions of the alive interval (each measured from the previous probe). Spread out so that
+# one loss burst does not take them all; at 30 % independent loss all five are lost 0.24 % of
+# the time (then the alive timer still recovers, as in C).
+PROBE_DELAYS = (0.01, 0.02, 0.04, 0.08, 0.16)
+# After a NACK (sent or received), the link counts as lossy for this many alive intervals.
+LOSSY_FOR = 10.0
+
 
 class FtfwSync(SyncMode):
     """Reliable replication with acknowledgements and retransmission."""
@@ -60,6 +79,11 @@ class FtfwSync(SyncMode):
         self._peer_saying = False           # the peer's last message carried HELLO
         self._late: list[int] = []          # hole fillers still to acknowledge
         self._acked_upto: int | None = None  # newest number the peer acknowledged
+        self._probe_at: float | None = None  # next tail-loss probe (None: none scheduled)
+        self._probe_next = 0                # index into PROBE_DELAYS of the next probe
+        self._tail_seq: int | None = None   # last repair-worthy message the probes cover
+        self.probes_sent = 0                # tail-loss probes sent (diagnostics)
+        self._lossy_until = float("-inf")   # probe only while a NACK was seen lately
         if params.startup_resync:
             self.request_resync(now)
 
@@ -83,7 +107,11 @@ class FtfwSync(SyncMode):
     def tick(self, now: float) -> None:
         self.now = now
         if now < self._alive_at:
+            if self._probe_at is not None and now >= self._probe_at:
+                self._probe(True)
             return
+        if self._probe_at is not None and now >= self._probe_at:
+            self._probe(False)          # the alive timer's message is this probe
         # Alive timer: a delayed ACK if a range is pending, else a keep-alive (§4.5).
         if self._ack_pending and self.guard.started:
             self._put_ctl(CtlItem(wire.F_ACK, self._ack_from, self.guard.last))
@@ -98,7 +126,30 @@ class FtfwSync(SyncMode):
         self._alive_at = now + self.params.alive_interval
 
     def next_deadline(self) -> float | None:
-        return self._alive_at
+        probe = self._probe_at
+        return self._alive_at if probe is None or probe > self._alive_at else probe
+
+    def _probe(self, send: bool) -> None:
+        """Send one tail-loss probe (unless the alive timer sends a message now anyway) and
+        schedule the next one, if any."""
+        if send:
+            self._put_ctl(CtlItem(wire.F_ALIVE))
+            self.probes_sent += 1
+        i = self._probe_next = self._probe_next + 1
+        if i < len(PROBE_DELAYS):
+            self._probe_at = self.now + PROBE_DELAYS[i] * self.params.alive_interval
+        else:
+            self._probe_at = None
+
+    def _arm_probes(self, tail_seq: int) -> None:
+        """A round whose loss would need a NACK went out: probe its tail (see the module
+        docstring). Not while we say HELLO: to the C receiver every HELLO message is a
+        restart that discards its resend queue."""
+        if self._hello != DONE or self.now >= self._lossy_until or not PROBE_DELAYS:
+            return
+        self._tail_seq = tail_seq
+        self._probe_next = 0
+        self._probe_at = self.now + PROBE_DELAYS[0] * self.params.alive_interval
 
     def _resend_skipped(self, now: float) -> None:
         """Objects (and RESYNC requests) older than what the peer has acknowledged since, and
@@ -158,10 +209,20 @@ class FtfwSync(SyncMode):
         # be repaired. Control messages are never held back.
         if not ctl and (not fifo or len(rs) >= cap):
             return
+        repair = False
         while ctl:
-            self._send_item(ctl.popleft())
-        while fifo and len(rs) < cap:
-            self._send_item(fifo.popleft())
+            it = ctl.popleft()
+            if it.flags & (wire.F_NACK | wire.F_RESYNC):
+                repair = True
+                if it.flags & wire.F_NACK:
+                    self._lossy_until = self.now + LOSSY_FOR * self.params.alive_interval
+            self._send_item(it)
+        if fifo and len(rs) < cap:
+            repair = True
+            while fifo and len(rs) < cap:
+                self._send_item(fifo.popleft())
+        if repair:
+            self._arm_probes((self._seq - 1) & MASK)
         self._alive_at = self.now + self.params.alive_interval
 
     def _send_item(self, it: ObjItem | CtlItem) -> None:
@@ -390,6 +451,9 @@ class FtfwSync(SyncMode):
     def _on_ack(self, frm: int, to: int) -> None:
         if self._acked_upto is None or serial_after(to, self._acked_upto):
             self._acked_upto = to
+        tail = self._tail_seq
+        if tail is not None and serial_between(tail, frm, to):
+            self._probe_at = None        # the peer has the probed round's tail
         rs, objs = self._rs, self._tx.objs
         for seq in self._rs_range(frm, to):
             it = rs.pop(seq)
@@ -398,6 +462,7 @@ class FtfwSync(SyncMode):
                 objs.pop(it.key, None)
 
     def _on_nack(self, frm: int, to: int, events: list) -> None:
+        self._lossy_until = self.now + LOSSY_FOR * self.params.alive_interval
         rs, fifo, ctl = self._rs, self._tx.fifo, self._ctl
         for seq in self._rs_range(frm, to):
             it = rs.pop(seq)
