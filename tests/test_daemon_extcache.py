@@ -3,7 +3,15 @@
 import gc
 import tracemalloc
 
-from ctools.daemon.extcache import ExternalCache
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_sync_wire import entries
+
+from ctools._speedups import load_ctfast
+from ctools.daemon.commitfast import encode_for_create
+from ctools.daemon.extcache import ExternalCache, _decode
+from ctools.daemon.syncmode import _prepare_in_place
 from ctools.model import IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY, Entry, Tuple
 from ctools.sync import Apply, make_sync, wire
 from ctools.sync.core import SyncParams
@@ -94,3 +102,29 @@ def test_receiver_memory_per_flow_stays_compact():
         tracemalloc.stop()
     assert len(c) == n and rx.stats.applied >= n
     assert held / n < 650, f"{held / n:.0f} B per flow"
+
+
+_c_commit = getattr(load_ctfast(), "commit_attrs", None)
+
+
+@pytest.mark.skipif(_c_commit is None, reason="C accelerator not built")
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 300000).map(_flow) | entries(), st.sampled_from([0.0, 1.5, 59.9, 4000.0]),
+       st.sampled_from([0, 180]), st.booleans(), st.booleans())
+def test_c_commit_attributes_are_the_python_ones(e, age, commit_timeout, liberal, no_mark):
+    if no_mark:
+        e.mark = None
+    payload = wire.encode_ct_payload(e)
+    fast = _c_commit(payload, age, commit_timeout, liberal)
+    slow = _decode(payload)
+    _prepare_in_place(slow, age, commit_timeout, liberal)
+    if fast is not None:
+        assert fast == encode_for_create(slow)
+
+
+@pytest.mark.skipif(_c_commit is None, reason="C accelerator not built")
+def test_c_commit_takes_the_common_flows():
+    for e in (_flow(5), _flow(6, mark=None)):
+        e.orig.proto = e.reply.proto = 17
+        assert _c_commit(wire.encode_ct_payload(e), 3.0, 0, True) is not None
+    assert _c_commit(wire.encode_ct_payload(_flow(7)), 3.0, 0, False) is not None

@@ -223,3 +223,42 @@ def test_netlink_buffer_size_is_what_the_reference_gets(link, tmp_path):
         finally:
             r.stop()
     assert shown["ours"] == shown["ref"] == (100000, 100000), shown
+
+
+def test_commit_creates_the_peer_flows_and_replaces_clashing_ones(link, tmp_path):
+    """-c writes every kind of cached flow (the C-built common ones and the general path:
+    UDP, marks, a NAT binding) and a second -c replaces what it created (EEXIST path)."""
+    a, b = link
+    for ns in link:
+        ns.run("conntrack", "-F", check=False)
+    tx = Replica(a, OURS, tmp_path, "tx", config("FTFW", "UDP", 0))
+    rx = Replica(b, OURS, tmp_path, "rx", config("FTFW", "UDP", 1))
+    tx.start()
+    rx.start()
+    try:
+        _add_flows(a)                                   # TCP, no mark: the C path
+        a.run("conntrack", "-I", "-s", "192.168.7.9", "-d", "192.168.8.1", "-p", "udp",
+              "--sport", "53", "--dport", "53", "-t", "300", "-m", "5")
+        a.run("conntrack", "-I", "-s", "192.168.7.8", "-d", "192.168.8.1", "-p", "tcp",
+              "--sport", "1", "--dport", "80", "--state", "ESTABLISHED", "-t", "300",
+              "-u", "SEEN_REPLY,ASSURED", "--src-nat", "192.168.99.9")
+        want = set(FLOWS) | {"192.168.7.8", "192.168.7.9"}
+        got = wait_for(lambda: flows_in(rx.out("-e")) == want, 8, 0.2)
+        assert got, rx.out("-e")
+        for round_ in (1, 2):
+            rx.ask("-c")
+            log = rx.log_text()
+            assert log.count(f"Committed {len(want)} new entries") == round_, log
+            assert "can't be committed" not in rx.log_text()
+            table = b.run("conntrack", "-L", check=False).stdout.decode()
+            assert flows_in(table) == want, (round_, table)
+        lines = {ln.split()[0] + " " + " ".join(w for w in ln.split() if w.startswith(
+                 ("src=", "dst=", "sport=", "dport=", "mark="))) for ln in table.splitlines()}
+        assert any("udp" in ln and "mark=5" in ln for ln in lines), table
+        assert any("192.168.99.9" in ln for ln in lines), table
+        assert table.count("ESTABLISHED") == len(FLOWS) + 1, table
+    finally:
+        tx.stop()
+        rx.stop()
+        for ns in link:
+            ns.run("conntrack", "-F", check=False)

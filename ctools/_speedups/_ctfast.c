@@ -1667,6 +1667,7 @@ PyDoc_STRVAR(decode_sync_ct_doc,
 
 static PyObject *decode_sync_ct(PyObject *self, PyObject *arg)
 {
+    (void)self;
     Py_buffer view;
     const unsigned char *b, *snat_ip = NULL, *dnat_ip = NULL;
     const unsigned char *snat_port = NULL, *dnat_port = NULL;
@@ -1788,6 +1789,7 @@ PyDoc_STRVAR(scan_sync_ct_doc,
 
 static PyObject *scan_sync_ct(PyObject *self, PyObject *arg)
 {
+    (void)self;
     Py_buffer view;
     const unsigned char *b, *slot[SYNC_KEY_SLOTS] = {0};
     unsigned slot_len[SYNC_KEY_SLOTS] = {0};
@@ -1832,6 +1834,95 @@ malformed:
     Py_RETURN_NONE;
 }
 
+
+/* ---- a cached sync payload straight to the CTA_* attributes of a commit's create ------------
+ * Same bytes as ctools.daemon.commitfast.encode_for_create after syncmode._prepare_in_place
+ * on the decoded entry, for the common flows: IPv4 TCP/UDP with ports and nothing but state,
+ * status, timeout, mark, window scales (and an all-zero SYN proxy). */
+PyDoc_STRVAR(commit_attrs_doc,
+"commit_attrs(payload, age, commit_timeout, liberal) -> bytes | None\n\n"
+"Create attributes of a cached CT payload (see ctools.daemon.syncmode), or None when the\n"
+"flow needs the general path (then nothing differs but the speed).");
+
+static PyObject *commit_attrs(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer view;
+    double age;
+    unsigned long commit_timeout, status = 0, timeout = 0, mark = 0;
+    int liberal, has_timeout = 0, has_mark = 0, has_state = 0, has_wo = 0, has_wr = 0;
+    unsigned proto = 0, state = 0, wo = 0, wr = 0;
+    const unsigned char *b, *addr = NULL, *ports = NULL;
+    unsigned long long seen = 0;
+    Py_ssize_t off = 0, remaining;
+    unsigned char out[256], *w = out;
+    long left;
+    if (!PyArg_ParseTuple(args, "y*dkp", &view, &age, &commit_timeout, &liberal))
+        return NULL;
+    b = view.buf;
+    remaining = view.len;
+    while (remaining > 4) {
+        unsigned len = be16(b + off), id = be16(b + off + 2);
+        const unsigned char *p = b + off + 4;
+        Py_ssize_t step = (len + 3) & ~3u;
+        if (len > remaining || len < 4 || id >= SYNC_ATTRS || seen >> id & 1
+                || !SYNC_FULL_WIDTH[id] || len != SYNC_FULL_WIDTH[id] + 4u)
+            goto general;
+        seen |= 1ull << id;
+        switch (id) {
+        case 0: addr = p; break;
+        case 2: proto = p[0]; break;
+        case 3: ports = p; break;
+        case 4: state = p[0]; has_state = 1; break;
+        case 5: status = be32(p); break;
+        case 6: timeout = be32(p); has_timeout = 1; break;
+        case 7: mark = be32(p); has_mark = 1; break;
+        case 25: wo = p[0]; has_wo = 1; break;
+        case 26: wr = p[0]; has_wr = 1; break;
+        case 31:
+            if (be32(p) || be32(p + 4) || be32(p + 8))
+                goto general;
+            break;
+        default:
+            goto general;
+        }
+        off += step;
+        remaining -= step;
+    }
+    if (!addr || !ports || (proto != 6 && proto != 17))
+        goto general;
+    w = put_tuple(w, 1, addr, addr + 4, proto, be16(ports), be16(ports + 2));
+    w = put_tuple(w, 2, addr + 4, addr, proto, be16(ports + 2), be16(ports));
+    w = put_be32_attr(w, 3, (uint32_t)((status | 0x8) & ~0x1ul));     /* CONFIRMED on, EXPECTED off */
+    if (proto == 6 && (has_state || has_wo || has_wr || liberal)) {
+        unsigned inner = 4 + (has_state ? 8 : 0) + (has_wo ? 8 : 0) + (has_wr ? 8 : 0)
+                         + (liberal ? 16 : 0);
+        w = put_hdr(w, inner + 4, 0x8000 | 4);          /* CTA_PROTOINFO */
+        w = put_hdr(w, inner, 0x8000 | 1);              /* CTA_PROTOINFO_TCP */
+        if (has_state) { w = put_hdr(w, 5, 1); *w = (unsigned char)state; memset(w + 1, 0, 3); w += 4; }
+        if (has_wo) { w = put_hdr(w, 5, 2); *w = (unsigned char)wo; memset(w + 1, 0, 3); w += 4; }
+        if (has_wr) { w = put_hdr(w, 5, 3); *w = (unsigned char)wr; memset(w + 1, 0, 3); w += 4; }
+        if (liberal) {
+            w = put_hdr(w, 6, 4); w[0] = 8; w[1] = 8; w[2] = w[3] = 0; w += 4;
+            w = put_hdr(w, 6, 5); w[0] = 8; w[1] = 8; w[2] = w[3] = 0; w += 4;
+        }
+    }
+    if (commit_timeout)
+        timeout = commit_timeout;
+    else {
+        left = (long)(has_timeout ? timeout : 0) - (long)age;
+        timeout = left > 0 ? (unsigned long)left : 60;
+    }
+    w = put_be32_attr(w, 7, (uint32_t)timeout);
+    if (has_mark)
+        w = put_be32_attr(w, 8, (uint32_t)mark);
+    PyBuffer_Release(&view);
+    return PyBytes_FromStringAndSize((const char *)out, w - out);
+general:
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"decode_entry", decode_entry, METH_O, decode_entry_doc},
     {"format_events", format_events, METH_VARARGS, format_events_doc},
@@ -1841,6 +1932,7 @@ static PyMethodDef methods[] = {
     {"delete_attrs", delete_attrs, METH_VARARGS, delete_attrs_doc},
     {"decode_sync_ct", decode_sync_ct, METH_O, decode_sync_ct_doc},
     {"scan_sync_ct", scan_sync_ct, METH_O, scan_sync_ct_doc},
+    {"commit_attrs", commit_attrs, METH_VARARGS, commit_attrs_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import socket
 import time
 
 from ctools import sync as ctsync
+from ctools._speedups import load_ctfast
 from ctools.config import model as cfgm
 from ctools.daemon import views
 from ctools.daemon.base import Daemon, StartError
@@ -21,7 +23,7 @@ from ctools.daemon.commitfast import encode_for_create
 from ctools.daemon.control import Req
 from ctools.daemon.dumpfmt import dump_cache, entry_text
 from ctools.daemon.eventbuf import grow_event_buffer, size_event_buffer
-from ctools.daemon.extcache import ExternalCache
+from ctools.daemon.extcache import ExternalCache, ExternalRecord
 from ctools.daemon.kernel import (
     DESTROY,
     NEW,
@@ -32,7 +34,7 @@ from ctools.daemon.kernel import (
 )
 from ctools.daemon.log import DaemonLog
 from ctools.daemon.stats import BypassCounters, InjectCounters
-from ctools.model import IPPROTO_TCP, IPS_CONFIRMED, IPS_EXPECTED, Entry, Expect
+from ctools.model import IPPROTO_TCP, IPS_CONFIRMED, IPS_EXPECTED, Entry, Expect, Tuple
 
 TCP_FLAG_BE_LIBERAL = 0x08
 # During an event burst the kernel socket is read before anything is transmitted (the encode
@@ -682,11 +684,21 @@ class SyncDaemon(Daemon):
         records = list(self.external)
         ok = failed = 0
         expected = []       # flows that had a master: created after every master is in
+        s = self.sconf
+        fast = _c_commit_attrs
+        liberal = not s.tcp_window_tracking
+        commit_timeout = s.commit_timeout or 0
         for i in range(0, len(records), COMMIT_SLICE):
             chunk = []
             for o in records[i:i + COMMIT_SLICE]:
+                age = now - o.last
+                attrs = fast(o.payload, age, commit_timeout, liberal) \
+                    if fast is not None else None
+                if attrs is not None:
+                    chunk.append(_Prebuilt(o.payload, age, attrs))
+                    continue
                 e = o.entry
-                self._prepare(e, now - o.last)
+                self._prepare(e, age)
                 (chunk if e.master is None else expected).append(e)
             failed += self._create_chunk(chunk)
             ok += len(chunk)
@@ -718,14 +730,18 @@ class SyncDaemon(Daemon):
         s = self.sconf
         _prepare_in_place(e, age, s.commit_timeout, not s.tcp_window_tracking)
 
-    def _create_chunk(self, chunk: list[Entry]) -> int:
-        """Create prepared entries in the kernel, replacing clashing ones; the failures."""
+    def _create_chunk(self, chunk: list) -> int:
+        """Create prepared entries (or ``_Prebuilt`` ones) in the kernel, replacing clashing
+        ones; the number of failures."""
         if not chunk:
             return 0
         sock = self.commit_sock
-        errs = sock.create(chunk, encode_for_create)
+        errs = sock.create(chunk, _encode_for_commit)
         if not errs:
             return 0
+        for j in errs:
+            if type(chunk[j]) is _Prebuilt:      # the rare failure gets the full path
+                chunk[j] = chunk[j].entry(self)
         retry = [chunk[j] for j, err in errs.items() if err == errno.EEXIST]
         failed = len(errs) - len(retry)
         if retry:
@@ -877,6 +893,33 @@ class SyncDaemon(Daemon):
         if self.sconf.mode == "alarm":
             return 3.0 * self.sconf.refresh_time
         return 3.0
+
+
+_c_commit_attrs = getattr(load_ctfast(), "commit_attrs", None)
+_IPV4 = Tuple(family=socket.AF_INET)
+
+
+class _Prebuilt:
+    """A cached flow whose create attributes the C accelerator built (commit_attrs): what
+    ``RequestSocket.create`` needs of an entry (its family and encoded attributes)."""
+
+    __slots__ = ("payload", "age", "attrs")
+    orig = _IPV4            # commit_attrs only takes IPv4 flows
+
+    def __init__(self, payload: bytes, age: float, attrs: bytes) -> None:
+        self.payload = payload
+        self.age = age
+        self.attrs = attrs
+
+    def entry(self, daemon: SyncDaemon) -> Entry:
+        """The prepared Entry of the general path (error reports, EEXIST retries)."""
+        e = ExternalRecord(self.payload, 0.0).entry
+        daemon._prepare(e, self.age)
+        return e
+
+
+def _encode_for_commit(e) -> bytes:
+    return e.attrs if type(e) is _Prebuilt else encode_for_create(e)
 
 
 def _strip_exp(x: Expect) -> Expect:
