@@ -484,6 +484,15 @@ _KEY_SLOTS = 7
 _c_scan = getattr(load_ctfast(), "scan_sync_ct", None)
 
 
+def _bad_ct_attr(nta_len: int, i: int, off: int, remaining: int) -> None:
+    """Raise the error for a CT attribute header the walk refused (C receiver rules §2.7)."""
+    if nta_len > remaining or nta_len < 4:
+        raise ProtocolError(BAD_PAYLOAD, f"attribute length {nta_len} at {off}")
+    if i >= _CT_COUNT:
+        raise ProtocolError(BAD_PAYLOAD, f"unknown attribute id {i}")
+    raise ProtocolError(BAD_PAYLOAD, f"{CT_ATTRS[i].name} length {nta_len}")
+
+
 def scan_ct_payload(payload: bytes) -> bytes:
     """Check a CT_* payload as ``decode_ct_payload`` does and return the flow's identity key
     (see ``scan_ct_payload_py``; the C accelerator gives the same key, Python the errors)."""
@@ -507,16 +516,9 @@ def scan_ct_payload_py(payload: bytes) -> bytes:
     key_slot = _KEY_SLOT.get
     while remaining > 4:
         nta_len, i = _TLV_FROM(payload, off)
-        if nta_len > remaining or nta_len < 4:
-            raise ProtocolError(BAD_PAYLOAD, f"attribute length {nta_len} at {off}")
-        if i >= _CT_COUNT:
-            raise ProtocolError(BAD_PAYLOAD, f"unknown attribute id {i}")
-        want = _CT_NTA_LEN[i]
-        if want:
-            if nta_len != want:
-                raise ProtocolError(BAD_PAYLOAD, f"{CT_ATTRS[i].name} length {nta_len}")
-        elif nta_len > _CT_MAX_LEN[i]:
-            raise ProtocolError(BAD_PAYLOAD, f"{CT_ATTRS[i].name} length {nta_len}")
+        if nta_len > remaining or nta_len < 4 or i >= _CT_COUNT \
+                or nta_len != (_CT_NTA_LEN[i] or min(nta_len, _CT_MAX_LEN[i])):
+            _bad_ct_attr(nta_len, i, off, remaining)
         k = key_slot(i)
         if k is not None:
             slots[k] = payload[off:off + nta_len]
@@ -603,16 +605,9 @@ def decode_ct_payload(payload: bytes) -> Entry:
     try:
         while remaining > 4:
             nta_len, i = _TLV_FROM(payload, off)
-            if nta_len > remaining or nta_len < 4:
-                raise ProtocolError(BAD_PAYLOAD, f"attribute length {nta_len} at {off}")
-            if i >= _CT_COUNT:
-                raise ProtocolError(BAD_PAYLOAD, f"unknown attribute id {i}")
-            want = _CT_NTA_LEN[i]
-            if want:
-                if nta_len != want:
-                    raise ProtocolError(BAD_PAYLOAD, f"{CT_ATTRS[i].name} length {nta_len}")
-            elif nta_len > _CT_MAX_LEN[i]:
-                raise ProtocolError(BAD_PAYLOAD, f"{CT_ATTRS[i].name} length {nta_len}")
+            if nta_len > remaining or nta_len < 4 or i >= _CT_COUNT \
+                    or nta_len != (_CT_NTA_LEN[i] or min(nta_len, _CT_MAX_LEN[i])):
+                _bad_ct_attr(nta_len, i, off, remaining)
             p = off + 4
             step = (nta_len + 3) & ~3
             off += step
