@@ -280,3 +280,52 @@ def test_event_filter_drops_only_the_ignored_ports_events(netns_factory):
     assert res["ok"] is True
     assert res["srcs"] == sorted(f"10.9.0.{j}" for j in range(100, 120))
     assert res["dump"] == 40            # the shared receive buffer reads the whole table
+
+
+def test_fits_record_checks_every_other_entry_attribute():
+    assert cachemod.fits_record(Entry(orig=_tcp(1).orig, status=14, zone=2, synproxy=(0, 0, 0)))
+    assert set(cachemod._RARE) | set(FlowRecord.__slots__) >= set(Entry.__slots__)
+    for name in cachemod._RARE:
+        e = strip_volatile(_tcp(1))
+        setattr(e, name, 0)
+        assert not cachemod.fits_record(e), name
+        assert getattr(FlowRecord, name) is None
+
+
+def test_event_stash_take_returns_batches_in_order():
+    from ctools.daemon.kernel import EventStash
+
+    st = EventStash()
+    sent = [bytes([i & 255]) * (200 + i % 700) for i in range(9000)]
+    got = []
+    for i, data in enumerate(sent):
+        v = st.room()
+        v[:len(data)] = data
+        st.commit(len(data))
+        if i % 5 == 4:
+            batch = st.take(3)
+            assert len(batch) == 3
+            got += [bytes(m) for m in batch]
+    assert len(st.blocks) > 2
+    while st:
+        batch = st.take(1000)
+        assert 0 < len(batch) <= 1000
+        got += [bytes(m) for m in batch]
+    assert got == sent and st.take(10) == [] and len(st.blocks) == 1
+
+
+def test_tx_queue_gives_back_an_emptied_burst_table():
+    import sys
+
+    from ctools.sync.queues import TxQueue
+
+    q = TxQueue()
+    items = [q.put_object("new", strip_volatile(_tcp(i))) for i in range(5000)]
+    big = sys.getsizeof(q.objs)
+    for it in items:                    # what the FT-FW sender does as ACKs arrive
+        q.objs.pop(it.key)
+    q.fifo.clear()
+    it = q.put_object("upd", strip_volatile(_tcp(7)))
+    assert sys.getsizeof(q.objs) < big // 10
+    assert q.objs == {it.key: it} and list(q.fifo) == [it]
+    assert q.put_object("del", strip_volatile(_tcp(7))) is it and it.kind == "del"

@@ -27,6 +27,10 @@ _RECV = 1 << 20
 _BATCH_BYTES = 1 << 16
 STASH_MAX = 1 << 18     # datagrams of events held in user space (~300 bytes each)
 _RXBUF: mmap.mmap | None = None
+_NLHDR = struct.Struct("=IHHII").unpack_from
+_CT_NEW, _CT_DELETE = C.CT_NEW, C.CT_DELETE
+_CREATE = C.NLM_F_CREATE | C.NLM_F_EXCL
+_decode_entry = codec.decode_entry
 
 
 def _rxbuf() -> mmap.mmap:
@@ -90,6 +94,30 @@ class EventStash:
         b.off += n
         b.ends.append(b.off)
         self.count += 1
+
+    def take(self, limit: int) -> list[memoryview]:
+        """The oldest ``limit`` datagrams (or all), valid until the next ``room()``."""
+        out: list[memoryview] = []
+        blocks = self.blocks
+        while blocks and len(out) < limit:
+            b = blocks[0]
+            ends, view, start = b.ends, b.view, b.start
+            stop = min(len(ends), b.rd + limit - len(out))
+            for i in range(b.rd, stop):
+                end = ends[i]
+                out.append(view[start:end])
+                start = end
+            b.rd, b.start = stop, start
+            if stop < len(ends):
+                break
+            if len(blocks) > 1:
+                blocks.popleft()
+            else:
+                b.off = b.rd = b.start = 0
+                del b.ends[:]
+                break
+        self.count -= len(out)
+        return out
 
     def popleft(self) -> memoryview:
         """The oldest datagram (valid until the next ``room()``)."""
@@ -227,42 +255,66 @@ class EventSocket:
             self.overrun_pending = False
             raise OverrunError()
         out: list[tuple[str, Entry, int]] = []
-        popleft = stash.popleft
-        for _ in range(min(limit, len(stash))):
-            self._decode(popleft(), skip_pid, out)
+        decode = self._decode
+        for data in stash.take(limit):
+            decode(data, skip_pid, out)
         self.drained = empty and not stash
         return out
 
     def _pull(self) -> bool:
         """Receive into the stash until the socket is empty (True) or the stash is full."""
         stash = self.stash
-        recv_into, room, commit = self.sock.recv_into, stash.room, stash.commit
-        for _ in range(STASH_MAX - len(stash)):
-            try:
-                n = recv_into(room())
-            except BlockingIOError:
-                return True
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    self.overrun_pending = True
-                    return False
-                raise
-            commit(n)
-        return False
-
-    def _decode(self, data: bytes, skip_pid: int, out: list) -> None:
+        recv_into = self.sock.recv_into
+        blocks = stash.blocks
+        b = blocks[-1] if blocks else None
+        last = stash.BLOCK - stash.ROOM
+        got = 0
+        # (room/commit inlined: this loop runs once per event of a burst)
         try:
-            for ty, flags, _seq, pid, payload in codec.iter_messages(data):
+            for _ in range(STASH_MAX - stash.count):
+                if b is None or b.off > last:
+                    b = _Block(stash.BLOCK)
+                    blocks.append(b)
+                off = b.off
+                try:
+                    off += recv_into(b.view[off:])
+                except BlockingIOError:
+                    return True
+                except OSError as exc:
+                    if exc.errno == errno.ENOBUFS:
+                        self.overrun_pending = True
+                        return False
+                    raise
+                b.off = off
+                b.ends.append(off)
+                got += 1
+            return False
+        finally:
+            stash.count += got
+
+    def _decode(self, data, skip_pid: int, out: list) -> None:
+        n = len(data)
+        msgs = None
+        if n >= 16:
+            # an event datagram holds one message: frame it here (same verdicts as
+            # iter_messages, which handles everything else)
+            length, ty, flags, seq, pid = _NLHDR(data)
+            if 16 <= length <= n and (length + 3) & ~3 >= n:
+                msgs = ((ty, flags, seq, pid, data[16:length]),)
+        if msgs is None:
+            msgs = codec.iter_messages(data)
+        try:
+            for ty, flags, _seq, pid, payload in msgs:
                 if pid == skip_pid:
                     self.skipped += 1
                     continue
-                if ty == C.CT_NEW:
-                    kind = NEW if flags & (C.NLM_F_CREATE | C.NLM_F_EXCL) else UPDATE
-                elif ty == C.CT_DELETE:
+                if ty == _CT_NEW:
+                    kind = NEW if flags & _CREATE else UPDATE
+                elif ty == _CT_DELETE:
                     kind = DESTROY
                 elif ty == C.EXP_NEW or ty == C.EXP_DELETE:
                     kind = DESTROY if ty == C.EXP_DELETE else (
-                        NEW if flags & (C.NLM_F_CREATE | C.NLM_F_EXCL) else UPDATE)
+                        NEW if flags & _CREATE else UPDATE)
                     try:
                         out.append((kind, codec.decode_expect(payload), pid))
                     except CodecError:
@@ -272,7 +324,7 @@ class EventSocket:
                     self.unknown += 1
                     continue
                 try:
-                    out.append((kind, codec.decode_entry(payload), pid))
+                    out.append((kind, _decode_entry(payload), pid))
                 except CodecError:
                     self.unknown += 1
         except CodecError:

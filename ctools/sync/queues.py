@@ -4,11 +4,13 @@ messages (ACK / NACK / RESYNC / ALIVE)."""
 from __future__ import annotations
 
 from collections import deque
+from sys import getsizeof as _getsizeof
 
 from ctools.model import Entry, Expect
 from ctools.sync import wire
 
 TX, RS = "tx", "rs"
+_SHRINK_AT = 1 << 16        # bytes of an empty key table worth giving back
 
 
 class ObjItem:
@@ -60,10 +62,15 @@ class TxQueue:
 
     def put_object(self, kind: str, obj: Entry | Expect) -> ObjItem:
         key = wire.obj_key(obj)
-        it = self.objs.get(key)
+        objs = self.objs
+        it = objs.get(key)
         if it is None:
+            if not objs and _getsizeof(objs) > _SHRINK_AT:
+                # a burst left its table behind (a dict never shrinks as items leave): a
+                # 100k burst's is 5 MB, kept for good otherwise
+                self.objs = objs = {}
             it = ObjItem(key, kind, obj)
-            self.objs[key] = it
+            objs[key] = it
         else:
             it.kind = kind
             it.obj = obj
