@@ -37,14 +37,7 @@ for _p in (str(FUZZ_DIR), str(ROOT)):
 # Findings reported to their owners and not fixed yet: harness -> [(text of the failure,
 # note)]. tests/test_fuzz.py turns a smoke failure with that text into an expected failure,
 # and fuzz/run.py keeps fuzzing past it (counted) instead of stopping at the first hit.
-KNOWN_OPEN: dict[str, list[tuple[str, str]]] = {
-    "netlink_decode": [
-        ("C and Python decoders differ", "the C accelerator decodes a nested attribute of "
-         "type 0 into tcp_wscale_orig, the Python decoder ignores it (codec engineer)"),
-        ("C and Python text differ", "the C text formatter prints the counters of an entry "
-         "without tuples twice, the Python one once (codec engineer)"),
-    ],
-}
+KNOWN_OPEN: dict[str, list[tuple[str, str]]] = {}
 
 
 def is_known_open(stem: str, exc: BaseException) -> bool:

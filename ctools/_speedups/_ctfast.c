@@ -169,21 +169,56 @@ static int check_members(const unsigned char *b, Py_ssize_t off, Py_ssize_t end,
 static int parse_counters(const unsigned char *b, Py_ssize_t off, Py_ssize_t end,
                           int *hp, uint64_t *p, int *hb, uint64_t *by)
 {
+    /* The Python decoder reads the nest as a map (a repeated type: its last value, at the
+     * place of its first occurrence) and assigns both counters: the 64-bit and the 32-bit
+     * form of a counter then win in the order they first appear. */
+    Py_ssize_t first[5] = {-1, -1, -1, -1, -1}, last[5] = {-1, -1, -1, -1, -1};
+    int i;
+    *hp = *hb = 0;
     if (check_nest(b, off, end))
         return -1;
     while (off + 4 <= end) {
         unsigned ln = attr_len(b + off), ty = attr_type(b + off);
-        const unsigned char *v = b + off + 4;
-        if (ty == 1 || ty == 2) {
-            if (ln - 4 < 8) return -1;
-            if (ty == 1) { *hp = 1; *p = get64(v); } else { *hb = 1; *by = get64(v); }
-        } else if (ty == 3 || ty == 4) {
-            if (ln - 4 < 4) return -1;
-            if (ty == 3) { *hp = 1; *p = get32(v); } else { *hb = 1; *by = get32(v); }
+        if (ty >= 1 && ty <= 4) {
+            if (ln - 4 < (ty <= 2 ? 8u : 4u))
+                return -1;
+            if (first[ty] < 0)
+                first[ty] = off;
+            last[ty] = off;
         }
         off = (off + ln + 3) & ~(Py_ssize_t)3;
     }
+    for (i = 0; i < 2; i++) {           /* i = 0: packets (types 1, 3); 1: bytes (2, 4) */
+        int wide = 1 + i, narrow = 3 + i, ty;
+        if (last[wide] < 0 && last[narrow] < 0)
+            continue;
+        if (last[narrow] < 0)
+            ty = wide;
+        else if (last[wide] < 0)
+            ty = narrow;
+        else
+            ty = first[wide] > first[narrow] ? wide : narrow;
+        if (i == 0) {
+            *hp = 1;
+            *p = ty <= 2 ? get64(b + last[ty] + 4) : get32(b + last[ty] + 4);
+        } else {
+            *hb = 1;
+            *by = ty <= 2 ? get64(b + last[ty] + 4) : get32(b + last[ty] + 4);
+        }
+    }
     return 0;
+}
+
+/* Is the attribute at `off` the last one of its type in its (checked) nest? The Python
+ * decoder reads a nest level as a map: a repeated type counts only in its last occurrence. */
+static int last_of_type(const unsigned char *b, Py_ssize_t off, Py_ssize_t end)
+{
+    unsigned ty = attr_type(b + off);
+    for (off = (off + attr_len(b + off) + 3) & ~(Py_ssize_t)3; off + 4 <= end;
+         off = (off + attr_len(b + off) + 3) & ~(Py_ssize_t)3)
+        if (attr_type(b + off) == ty)
+            return 0;
+    return 1;
 }
 
 static int parse_protoinfo(const unsigned char *b, Py_ssize_t off, Py_ssize_t end, centry *e)
@@ -191,11 +226,14 @@ static int parse_protoinfo(const unsigned char *b, Py_ssize_t off, Py_ssize_t en
     static const unsigned tcp_need[6] = {0, 1, 1, 1, 2, 2};
     static const unsigned sctp_need[4] = {0, 1, 4, 4};
     static const unsigned dccp_need[4] = {0, 1, 1, 8};
+    Py_ssize_t at;
     if (check_nest(b, off, end))
         return -1;
-    while (off + 4 <= end) {
-        unsigned ln = attr_len(b + off), ty = attr_type(b + off);
-        Py_ssize_t s = off + 4, n = off + ln, p;
+    for (at = off; at + 4 <= end; at = (at + attr_len(b + at) + 3) & ~(Py_ssize_t)3) {
+        unsigned ty = attr_type(b + at);
+        Py_ssize_t s = at + 4, n = at + attr_len(b + at), p;
+        if (!last_of_type(b, at, end))
+            continue;
         if (check_nest(b, s, n))
             return -1;
         if (ty == 1 && check_members(b, s, n, tcp_need, 6)) return -1;
@@ -208,7 +246,6 @@ static int parse_protoinfo(const unsigned char *b, Py_ssize_t off, Py_ssize_t en
             else if (ty == 3) { e->has_sctp_state = 1; e->sctp_state = b[p + 4]; }
             else if (ty == 2) { e->has_dccp_state = 1; e->dccp_state = b[p + 4]; }
         }
-        off = (n + 3) & ~(Py_ssize_t)3;
     }
     return 0;
 }
@@ -1145,11 +1182,14 @@ static int put_protoinfo(PyObject *e, const unsigned char *b, Py_ssize_t off, Py
 {
     centry scratch;
     memset(&scratch, 0, sizeof(scratch));
+    Py_ssize_t at;
     if (parse_protoinfo(b, off, end, &scratch))  /* validates every member's size */
         return 1;
-    while (off + 4 <= end) {
-        unsigned ln = attr_len(b + off), ty = attr_type(b + off);
-        Py_ssize_t p = off + 4, n = off + ln;
+    for (at = off; at + 4 <= end; at = (at + attr_len(b + at) + 3) & ~(Py_ssize_t)3) {
+        unsigned ty = attr_type(b + at);
+        Py_ssize_t p = at + 4, n = at + attr_len(b + at);
+        if (!last_of_type(b, at, end))
+            continue;
         for (; p + 4 <= n; p = (p + attr_len(b + p) + 3) & ~(Py_ssize_t)3) {
             unsigned t2 = attr_type(b + p);
             const unsigned char *v = b + p + 4;
@@ -1181,7 +1221,6 @@ static int put_protoinfo(PyObject *e, const unsigned char *b, Py_ssize_t off, Py
             if (slot >= 0 && set_slot(e, E_OFF[slot], val))
                 return -1;
         }
-        off = (n + 3) & ~(Py_ssize_t)3;
     }
     return 0;
 }
