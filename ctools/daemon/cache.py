@@ -217,6 +217,44 @@ class CacheObject:
         self.last = now
 
 
+def _make_record(e: Entry, now: float) -> FlowRecord:
+    """The FlowRecord of ``compact(e)`` (same values, same sharing), read straight from
+    ``e`` (dropped afterwards) instead of compacting it first: once per new flow."""
+    status = e.status
+    if status is not None and not 0 <= status <= 256:
+        status = _share_int(status)
+    timeout = e.timeout
+    if timeout is not None and not 0 <= timeout <= 256:
+        timeout = _share_int(timeout)
+    o = e.orig
+    r = e.reply
+    if o is not None:
+        if o.dst is not None:
+            o.dst = _intern(o.dst)
+        port = o.dport
+        if port is not None and port > 256:
+            o.dport = _share_int(port)
+        if r is not None:
+            if (r.src == o.dst and r.dst == o.src and r.sport == o.dport
+                    and r.dport == o.sport and r.proto == o.proto and r.zone == o.zone
+                    and o.icmp_type is None and r.icmp_type is None
+                    and not (status or 0) & _NAT):
+                r = None
+            elif r.src is not None:
+                r.src = _intern(r.src)
+    fo = e.tcp_flags_orig
+    fr = e.tcp_flags_reply
+    if fo is not None:
+        fo = _SHARED.setdefault(fo, fo)
+        if fr is not None:
+            fr = _SHARED.setdefault(fr, fr)
+    sp = e.synproxy
+    if sp is not None:
+        sp = _SHARED.setdefault(sp, sp)
+    return FlowRecord((o, r, status, timeout, e.mark, e.zone, e.id, e.tcp_state,
+                       e.tcp_wscale_orig, e.tcp_wscale_reply, fo, fr, sp), now)
+
+
 class FlowCache:
     """Common part of both caches: a bounded dict with the reference counters."""
 
@@ -351,11 +389,10 @@ class InternalCache(FlowCache):
             self.counters.create_failed += 1
             self.counters.no_space += 1
             return None
-        entry = self._compact(entry)
         if fits_record(entry):
-            obj: CacheObject | FlowRecord = FlowRecord(_record_values(entry), now)
+            obj: CacheObject | FlowRecord = _make_record(entry, now)
         else:
-            obj = CacheObject(entry, now)
+            obj = CacheObject(self._compact(entry), now)
         self.objects[key] = obj
         self.counters.created += 1
         return obj
