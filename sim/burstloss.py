@@ -46,14 +46,18 @@ def _flows(n: int) -> list[Entry]:
 
 def burst_convergence(seed: int, entries: int = 20000, loss: float = 0.3,
                       inject_s: float = 0.2, batch: int = 100, bound_s: float = 60.0,
-                      hardening: bool = True, trace_out=None) -> float | None:
+                      hardening: bool = True, trace_out=None,
+                      loss_back: float = 0.0) -> float | None:
     """Virtual seconds from the first event batch until the peer holds all ``entries`` flows
-    (None if not within ``bound_s``). Deterministic in ``seed``."""
+    (None if not within ``bound_s``). ``loss_back``: loss of the direction 1 -> 0 (ACKs,
+    NACKs). Deterministic in ``seed``."""
     cfg = SimConfig(seed=seed, workload=WorkloadSpec(entries=0, burst_s=0.0, churn_s=0.0),
                     hardening=hardening, liveness_bound_s=bound_s)
     sim = Simulator(cfg, trace_out)
     sim.start()
     sim.set_faults(0, 1, LinkFaults(loss=loss))
+    if loss_back:
+        sim.set_faults(1, 0, LinkFaults(loss=loss_back))
     flows = _flows(entries)
     start = sim.queue.now + us(0.001)
     nb = max(1, -(-entries // batch))
@@ -85,13 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entries", type=int, default=20000)
     ap.add_argument("--loss", type=float, default=0.3)
     ap.add_argument("--seeds", default="1-10")
+    ap.add_argument("--loss-back", type=float, default=0.0,
+                    help="loss of the receiver's direction (ACK/NACK), default none")
     ap.add_argument("--inject-s", type=float, default=0.2)
     ap.add_argument("--no-hardening", action="store_true")
     args = ap.parse_args(argv)
     times = []
     for seed in _seeds(args.seeds):
         t = burst_convergence(seed, args.entries, args.loss, args.inject_s,
-                              hardening=not args.no_hardening)
+                              hardening=not args.no_hardening, loss_back=args.loss_back)
         print(f"seed {seed}: {'not converged' if t is None else f'{t:.3f} s'}", flush=True)
         times.append(t if t is not None else float("inf"))
     print(f"mean {statistics.mean(times):.3f} s  median {statistics.median(times):.3f} s  "
