@@ -37,6 +37,11 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def poll_rss(d: B.Daemon, stop: threading.Event, out: list) -> None:
+    while not stop.wait(0.1):
+        out.append(f"{d.rss_mb():.0f}")
+
+
 def poll_queues(d: B.Daemon, stop: threading.Event, out: list) -> None:
     while not stop.wait(0.3):
         try:
@@ -66,6 +71,8 @@ def main() -> int:
     ap.add_argument("--settle", action="store_true", help="also report once the link is quiet")
     ap.add_argument("--no-report", action="store_true",
                     help="no SIGUSR1 report (a daemon without CTOOLS_DAEMON_MEMDUMP dies of it)")
+    ap.add_argument("--curve", action="store_true",
+                    help="print the sender's RSS every 0.1 s during the burst")
     ap.add_argument("--queues", action="store_true",
                     help="poll the sender's queue depths during the burst (perturbs it)")
     args = ap.parse_args()
@@ -101,13 +108,18 @@ def main() -> int:
         t0 = time.monotonic()
         stop = threading.Event()
         depths: list[tuple[int, int]] = []
+        curve: list[str] = []
         if args.queues:
             threading.Thread(target=poll_queues, args=(tx, stop, depths), daemon=True).start()
+        if args.curve:
+            threading.Thread(target=poll_rss, args=(tx, stop, curve), daemon=True).start()
         a.run(sys.executable, "-c", B.INJECT, str(args.entries), "0")
         took = B.wait_until(lambda: B.progress(rx, t0, args.entries, False), 300)
         print(f"burst {took and round(time.monotonic() - t0, 2)} s, CPU sender "
               f"{cpu_s(tx.proc.pid) - cpu0[0]:.2f} s, receiver {cpu_s(rx.proc.pid) - cpu0[1]:.2f} s")
         stop.set()
+        if curve:
+            print("sender RSS MB every 0.1 s:", " ".join(curve))
         if depths:
             print(f"max txqueue {max(d[0] for d in depths)}, max rsqueue "
                   f"{max(d[1] for d in depths)} over {len(depths)} polls")
