@@ -123,3 +123,21 @@ def test_no_probe_while_saying_hello():
     p.run(3.0)
     assert p.a.core.hello_state == "say"
     assert p.a.core.probes_sent == 0
+
+
+def test_the_probe_budget_keeps_a_nack_probe_storm_from_burying_the_data(monkeypatch):
+    # 50 % loss both ways (the lab's scenario): lost probes draw NACKs whose rounds are probed
+    # in turn; without a budget, seed 15 needed 35 s instead of 6 s without probes
+    from sim.labcompare import lab_point
+    assert lab_point(0.5, 15) is not None               # within the lab's 10 s
+    monkeypatch.setattr(ftfw, "PROBE_BUDGET", 10 ** 6)
+    assert lab_point(0.5, 15) is None
+
+
+def test_lab_scenario_30_percent_loss_both_ways_converges_at_once():
+    # 20 flows 5 ms apart, NEW then ESTABLISHED, 30 % loss both ways (sim/labcompare.py):
+    # 20 seeds took 1.2 s on average before the probes (bimodal: 0 or whole seconds)
+    from sim.labcompare import lab_point
+    took = [lab_point(0.3, seed) for seed in range(20)]
+    assert all(t is not None for t in took)
+    assert max(took) < 0.5 and sum(took) / len(took) < 0.1, took

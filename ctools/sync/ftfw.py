@@ -9,12 +9,13 @@ probes (below).
 Tail-loss probes: a receiver notices a loss only when a later message shows the gap, so when
 the *last* datagrams of a transmit round are lost the C protocol waits for the next alive-timer
 message (1 s), and if the NACKed re-send loses its tail again, another second (docs/simulator.md
-finding 4). After a round that put objects, a NACK or a RESYNC on the wire we therefore send a
-few plain ALIVE messages shortly after (10, 30, 70, 150, 310 ms with the default 1 s interval)
-unless more traffic or an ACK covering that round makes them pointless — only while the link is
-known to lose (a NACK went either way in the last 10 intervals), so a clean link carries exactly
-the C traffic. ALIVE is an ordinary sequenced control message to every peer (C included): one
-that arrives after a lost tail reveals the gap and draws the NACK at once.
+finding 4). After a round that put objects (new states or re-sends) or a NACK on the wire we
+therefore send a few plain ALIVE messages shortly after (10, 30, 70, 150, 310 ms with the
+default 1 s interval) unless more traffic or an ACK covering that round makes them pointless —
+only while the link is known to lose (a NACK went either way in the last 10 intervals), so a
+clean link carries exactly the C traffic, and at most 10 per interval. ALIVE is an ordinary
+sequenced control message to every peer (C included): one that arrives after a lost tail
+reveals the gap and draws the NACK (or the re-sent NACK) at once.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ DATA, CTL, BAD = "data", "ctl", "bad"
 # one loss burst does not take them all; at 30 % independent loss all five are lost 0.24 % of
 # the time (then the alive timer still recovers, as in C).
 PROBE_DELAYS = (0.01, 0.02, 0.04, 0.08, 0.16)
+# At most this many probes per alive interval (a continuously refilled budget). A lost probe is
+# a gap the peer NACKs, and that NACK's round is probed in turn: unbounded, this fed a
+# NACK/probe storm at 50 % loss that buried the data (simulator, labcompare seed 15: 6 -> 35 s).
+PROBE_BUDGET = 10
 # After a NACK (sent or received), the link counts as lossy for this many alive intervals.
 LOSSY_FOR = 10.0
 
@@ -81,6 +86,8 @@ class FtfwSync(SyncMode):
         self._acked_upto: int | None = None  # newest number the peer acknowledged
         self._probe_at: float | None = None  # next tail-loss probe (None: none scheduled)
         self._probe_next = 0                # index into PROBE_DELAYS of the next probe
+        self._probe_tokens = float(PROBE_BUDGET)
+        self._probe_refill_at = now
         self._tail_seq: int | None = None   # last repair-worthy message the probes cover
         self.probes_sent = 0                # tail-loss probes sent (diagnostics)
         self._lossy_until = float("-inf")   # probe only while a NACK was seen lately
@@ -133,8 +140,17 @@ class FtfwSync(SyncMode):
         """Send one tail-loss probe (unless the alive timer sends a message now anyway) and
         schedule the next one, if any."""
         if send:
-            self._put_ctl(CtlItem(wire.F_ALIVE))
-            self.probes_sent += 1
+            # a bounded budget (PROBE_BUDGET per alive interval, refilled continuously): on a
+            # very lossy link lost probes draw NACKs whose rounds are probed in turn
+            now, ivl = self.now, self.params.alive_interval
+            tokens = min(PROBE_BUDGET, self._probe_tokens
+                         + (now - self._probe_refill_at) * PROBE_BUDGET / ivl)
+            self._probe_refill_at = now
+            if tokens >= 1.0:
+                self._put_ctl(CtlItem(wire.F_ALIVE))
+                self.probes_sent += 1
+                tokens -= 1.0
+            self._probe_tokens = tokens
         i = self._probe_next = self._probe_next + 1
         if i < len(PROBE_DELAYS):
             self._probe_at = self.now + PROBE_DELAYS[i] * self.params.alive_interval
@@ -142,7 +158,7 @@ class FtfwSync(SyncMode):
             self._probe_at = None
 
     def _arm_probes(self, tail_seq: int) -> None:
-        """A round whose loss would need a NACK went out: probe its tail (see the module
+        """A round with objects or a NACK went out: probe its tail (see the module
         docstring). Not while we say HELLO: to the C receiver every HELLO message is a
         restart that discards its resend queue."""
         if self._hello != DONE or self.now >= self._lossy_until or not PROBE_DELAYS:
@@ -209,19 +225,18 @@ class FtfwSync(SyncMode):
         # be repaired. Control messages are never held back.
         if not ctl and (not fifo or len(rs) >= cap):
             return
-        repair = False
+        probe = False
         while ctl:
             it = ctl.popleft()
-            if it.flags & (wire.F_NACK | wire.F_RESYNC):
-                repair = True
-                if it.flags & wire.F_NACK:
-                    self._lossy_until = self.now + LOSSY_FOR * self.params.alive_interval
+            if it.flags & wire.F_NACK:
+                probe = True
+                self._lossy_until = self.now + LOSSY_FOR * self.params.alive_interval
             self._send_item(it)
         if fifo and len(rs) < cap:
-            repair = True
+            probe = True
             while fifo and len(rs) < cap:
                 self._send_item(fifo.popleft())
-        if repair:
+        if probe:
             self._arm_probes((self._seq - 1) & MASK)
         self._alive_at = self.now + self.params.alive_interval
 
