@@ -14,6 +14,7 @@ from ctools.daemon.cache import (
     CacheObject,
     FlowRecord,
     InternalCache,
+    WideFlowRecord,
     compact,
     full_reply,
     merge_into,
@@ -135,19 +136,24 @@ def test_dumps_are_unchanged(xml):
     assert sum(o.entry.reply is None for o in cache) >= 5
 
 
-def test_update_merges_into_a_record_and_widens_it_when_needed():
+def test_update_merges_into_a_record_and_widens_it_in_place():
     cache = InternalCache()
     first = cache.add(strip_volatile(_tcp(1)), 1.0)
     assert type(first) is FlowRecord
     obj = cache.update(strip_volatile(_tcp(1, tcp_state=4, timeout=119, mark=9)), 2.0)
     assert obj is first and obj.entry is obj
     assert (obj.tcp_state, obj.timeout, obj.mark, obj.last, obj.since) == (4, 119, 9, 2.0, 1.0)
-    # a helper appears: the record now stands for a full Entry holding everything
+    # a helper appears: the same object now holds it (a sync core may hold the record)
     obj = cache.update(strip_volatile(_tcp(1, helper="ftp", timeout=100)), 3.0)
-    assert obj is first and type(obj.entry) is Entry
-    e = obj.entry
-    assert (e.helper, e.tcp_state, e.mark, e.timeout, e.reply) == ("ftp", 3, 0, 100, None)
-    assert cache.update(strip_volatile(_tcp(1, mark=1)), 4.0).entry is e and e.mark == 1
+    assert obj is first and obj.entry is obj and type(obj) is WideFlowRecord
+    assert (obj.helper, obj.tcp_state, obj.mark, obj.timeout, obj.reply) == ("ftp", 3, 0, 100, None)
+    assert obj.labels is None and obj.more == {"helper": "ftp"}
+    assert cache.update(strip_volatile(_tcp(1, mark=1)), 4.0) is obj and obj.mark == 1
+    assert obj.helper == "ftp"
+    ref = compact(strip_volatile(_tcp(1, helper="ftp", mark=1)))
+    for kind in ("new", "upd", "del"):
+        assert wire.encode_message(kind, obj, 3) == wire.encode_message(kind, ref, 3)
+    assert obj == ref and obj.to_entry() == ref
     assert len(cache) == 1 and cache.delete(_tcp(1).orig) is first
 
 
@@ -155,18 +161,22 @@ def test_destroy_merge_into_a_record_keeps_the_destroy_attributes():
     """The sync daemon merges a DESTROY event into ``obj.entry`` and sends ``obj.entry``."""
     cache = InternalCache()
     obj = cache.add(strip_volatile(_tcp(5)), 1.0)
-    gone = strip_volatile(_tcp(5, tcp_state=7, labels=3, timestamp_stop=5))
+    gone = strip_volatile(_tcp(5, tcp_state=7, labels=3, timestamp_stop=5, seq_adj_orig=(1, 2, 3),
+                               seq_adj_reply=(4, 5, 6)))
     cache.delete(gone)
     merge_into(obj.entry, gone)
     sent = obj.entry
-    assert type(sent) is Entry and (sent.labels, sent.tcp_state, sent.timestamp_stop) == (3, 7, 5)
+    assert sent is obj and type(sent) is WideFlowRecord
+    assert (sent.labels, sent.tcp_state, sent.timestamp_stop) == (3, 7, 5)
     ref = compact(strip_volatile(_tcp(5)))
     merge_into(ref, gone)
     assert wire.encode_message("del", sent, 1) == wire.encode_message("del", ref, 1)
+    assert dump_cache(_Listed([sent]), 2.0, True, False) == \
+        dump_cache(_Listed([CacheObject(ref, 1.0)]), 2.0, True, False)
     # a plain destroy stays in the record
     obj = cache.add(strip_volatile(_tcp(6)), 1.0)
     merge_into(obj.entry, strip_volatile(_tcp(6, tcp_state=8)))
-    assert obj.entry is obj and obj.tcp_state == 8
+    assert obj.entry is obj and type(obj) is FlowRecord and obj.tcp_state == 8
 
 
 def test_records_refuse_rare_attribute_writes_instead_of_losing_them():

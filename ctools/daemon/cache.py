@@ -94,8 +94,8 @@ def merge_into(old: Entry | FlowRecord, new: Entry) -> None:
     """Copy every attribute present in ``new`` over ``old``.
 
     ``old`` may be a :class:`FlowRecord`: when ``new`` carries an attribute the record has no
-    room for, the record is widened in place (it keeps a full Entry from then on, which its
-    ``entry`` returns), so the merge loses nothing.
+    slot for, the record is widened in place first (same object: whoever holds it, a sync
+    core's queue or ALARM's refresh list, sees the merge), so the merge loses nothing.
     """
     if type(old) is FlowRecord:
         if fits_record(new):
@@ -104,7 +104,7 @@ def merge_into(old: Entry | FlowRecord, new: Entry) -> None:
                 if value is not None:
                     setattr(old, name, value)
             return
-        old = old.widen()
+        old.widen()
     for name in _MERGE_FIELDS:
         value = getattr(new, name)
         if value is not None:
@@ -112,7 +112,7 @@ def merge_into(old: Entry | FlowRecord, new: Entry) -> None:
 
 
 # What an ordinary flow's kernel event carries, once counters and use are dropped: a
-# FlowRecord holds only these (13 slots instead of Entry's 40, ~200 B less per flow).
+# FlowRecord holds only these (13 slots instead of Entry's 39, ~200 B less per flow).
 _RECORD_FIELDS = ("orig", "reply", "status", "timeout", "mark", "zone", "id", "tcp_state",
                   "tcp_wscale_orig", "tcp_wscale_reply", "tcp_flags_orig", "tcp_flags_reply",
                   "synproxy")
@@ -137,14 +137,14 @@ def fits_record(e: Entry) -> bool:
 
 class FlowRecord:
     """A cached internal flow in compact form: the attributes an ordinary flow has, plus the
-    cache times; it reads like an :class:`Entry` (every other attribute is absent).
+    cache times; it reads like an :class:`Entry` (every other attribute is absent, and
+    read-only) and is its own ``entry``.
 
-    It is its own ``entry`` until a change brings an attribute it cannot hold (helper,
-    labels, SCTP state...): then ``widen`` gives it a full Entry (``full``) that stands for it
-    from then on.  Code that writes attributes goes through ``entry``.
+    A change that brings another attribute (helper, labels, SCTP state...) ``widen``s it in
+    place into a :class:`WideFlowRecord`, which keeps those in a small dict.
     """
 
-    __slots__ = _RECORD_FIELDS + ("since", "last", "full")
+    __slots__ = _RECORD_FIELDS + ("since", "last", "more")
 
     def __init__(self, values: tuple, now: float) -> None:
         (self.orig, self.reply, self.status, self.timeout, self.mark, self.zone, self.id,
@@ -152,25 +152,28 @@ class FlowRecord:
          self.tcp_flags_reply, self.synproxy) = values
         self.since = now
         self.last = now
-        self.full: Entry | None = None
+        self.more: dict | None = None
 
     @property
-    def entry(self) -> Entry | FlowRecord:
-        """What the cache holds for the flow (the record itself, or its widened Entry)."""
-        full = self.full
-        return self if full is None else full
+    def entry(self) -> FlowRecord:
+        """The flow's attributes: the record itself (CacheObject's ``entry`` is an Entry)."""
+        return self
 
-    def widen(self) -> Entry:
-        """Switch to a full Entry (a copy of the record's attributes); returns it."""
-        if self.full is None:
-            self.full = self.to_entry()
-        return self.full
+    def widen(self) -> None:
+        """Make room for every Entry attribute, in place (the same object, another class
+        of the same layout)."""
+        if type(self) is FlowRecord:
+            self.more = {}
+            self.__class__ = WideFlowRecord
 
     def to_entry(self) -> Entry:
         """A new Entry with the record's attributes."""
         e = Entry()
         for name, value in zip(_RECORD_FIELDS, _record_values(self), strict=True):
             setattr(e, name, value)
+        if self.more:
+            for name, value in self.more.items():
+                setattr(e, name, value)
         return e
 
     @property
@@ -190,19 +193,36 @@ class FlowRecord:
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FlowRecord):
-            other = other.entry
-            if isinstance(other, FlowRecord):
-                other = other.to_entry()
+            other = other.to_entry()
         return isinstance(other, Entry) and self.to_entry() == other
 
     __hash__ = None     # type: ignore[assignment]  (mutable, like Entry)
 
     def __repr__(self) -> str:
-        return f"FlowRecord({self.to_entry().as_dict()!r})"
+        return f"{type(self).__name__}({self.to_entry().as_dict()!r})"
+
+
+class WideFlowRecord(FlowRecord):
+    """A FlowRecord that also carries some of the other Entry attributes (in ``more``)."""
+
+    __slots__ = ()
+
+
+def _in_more(name: str) -> property:
+    def get(self: FlowRecord):
+        return self.more.get(name)
+
+    def put(self: FlowRecord, value) -> None:
+        if value is None:
+            self.more.pop(name, None)
+        else:
+            self.more[name] = value
+    return property(get, put)
 
 
 for _name in _RARE:
-    setattr(FlowRecord, _name, None)    # absent on every record (read-only)
+    setattr(FlowRecord, _name, None)                # absent on every ordinary record
+    setattr(WideFlowRecord, _name, _in_more(_name))
 del _name
 
 
@@ -375,8 +395,8 @@ class InternalCache(FlowCache):
     """Mirror of the local kernel table (after the Filter); entries are kept ``compact``.
 
     Ordinary flows are stored as :class:`FlowRecord` (the decoded Entry is dropped); a flow
-    with other attributes keeps its Entry in a :class:`CacheObject`. Both give ``entry``,
-    ``since`` and ``last``.
+    that arrives with other attributes keeps its Entry in a :class:`CacheObject`. Both give
+    ``entry``, ``since`` and ``last``, and keep their identity for the flow's life.
     """
 
     keep_reply = False
