@@ -13,7 +13,7 @@ finding 4). After a round that put objects (new states or re-sends) or a NACK on
 therefore send a few plain ALIVE messages shortly after (10, 30, 70, 150, 310 ms with the
 default 1 s interval) unless more traffic or an ACK covering that round makes them pointless —
 only while the link is known to lose (a NACK went either way in the last 10 intervals), so a
-clean link carries exactly the C traffic, and at most 10 per interval. ALIVE is an ordinary
+clean link carries exactly the C traffic (after NACK rounds: at most 10 per interval). ALIVE is an ordinary
 sequenced control message to every peer (C included): one that arrives after a lost tail
 reveals the gap and draws the NACK (or the re-sent NACK) at once.
 """
@@ -56,9 +56,10 @@ DATA, CTL, BAD = "data", "ctl", "bad"
 # one loss burst does not take them all; at 30 % independent loss all five are lost 0.24 % of
 # the time (then the alive timer still recovers, as in C).
 PROBE_DELAYS = (0.01, 0.02, 0.04, 0.08, 0.16)
-# At most this many probes per alive interval (a continuously refilled budget). A lost probe is
-# a gap the peer NACKs, and that NACK's round is probed in turn: unbounded, this fed a
-# NACK/probe storm at 50 % loss that buried the data (simulator, labcompare seed 15: 6 -> 35 s).
+# At most this many probes of NACK rounds per alive interval (a continuously refilled budget). A
+# lost probe is a gap the peer NACKs, and that NACK's round is probed in turn: unbounded, this
+# fed a NACK/probe storm at 50 % loss that buried the data (simulator, labcompare seed 15:
+# 6 -> 35 s).
 PROBE_BUDGET = 10
 # After a NACK (sent or received), the link counts as lossy for this many alive intervals.
 LOSSY_FOR = 10.0
@@ -86,6 +87,7 @@ class FtfwSync(SyncMode):
         self._acked_upto: int | None = None  # newest number the peer acknowledged
         self._probe_at: float | None = None  # next tail-loss probe (None: none scheduled)
         self._probe_next = 0                # index into PROBE_DELAYS of the next probe
+        self._probe_objects = False         # the running series follows a round with objects
         self._probe_tokens = float(PROBE_BUDGET)
         self._probe_refill_at = now
         self._tail_seq: int | None = None   # last repair-worthy message the probes cover
@@ -139,9 +141,13 @@ class FtfwSync(SyncMode):
     def _probe(self, send: bool) -> None:
         """Send one tail-loss probe (unless the alive timer sends a message now anyway) and
         schedule the next one, if any."""
-        if send:
-            # a bounded budget (PROBE_BUDGET per alive interval, refilled continuously): on a
-            # very lossy link lost probes draw NACKs whose rounds are probed in turn
+        if send and self._probe_objects:
+            self._put_ctl(CtlItem(wire.F_ALIVE))
+            self.probes_sent += 1
+        elif send:
+            # probes of NACK rounds have a budget (PROBE_BUDGET per alive interval, refilled
+            # continuously): on a very lossy link lost probes draw NACKs whose rounds are
+            # probed in turn. (Rounds with objects are as many as the states to send.)
             now, ivl = self.now, self.params.alive_interval
             tokens = min(PROBE_BUDGET, self._probe_tokens
                          + (now - self._probe_refill_at) * PROBE_BUDGET / ivl)
@@ -157,13 +163,14 @@ class FtfwSync(SyncMode):
         else:
             self._probe_at = None
 
-    def _arm_probes(self, tail_seq: int) -> None:
+    def _arm_probes(self, tail_seq: int, objects: bool) -> None:
         """A round with objects or a NACK went out: probe its tail (see the module
         docstring). Not while we say HELLO: to the C receiver every HELLO message is a
         restart that discards its resend queue."""
         if self._hello != DONE or self.now >= self._lossy_until or not PROBE_DELAYS:
             return
         self._tail_seq = tail_seq
+        self._probe_objects = objects
         self._probe_next = 0
         self._probe_at = self.now + PROBE_DELAYS[0] * self.params.alive_interval
 
@@ -225,19 +232,19 @@ class FtfwSync(SyncMode):
         # be repaired. Control messages are never held back.
         if not ctl and (not fifo or len(rs) >= cap):
             return
-        probe = False
+        nack = False
         while ctl:
             it = ctl.popleft()
             if it.flags & wire.F_NACK:
-                probe = True
+                nack = True
                 self._lossy_until = self.now + LOSSY_FOR * self.params.alive_interval
             self._send_item(it)
         if fifo and len(rs) < cap:
-            probe = True
             while fifo and len(rs) < cap:
                 self._send_item(fifo.popleft())
-        if probe:
-            self._arm_probes((self._seq - 1) & MASK)
+            self._arm_probes((self._seq - 1) & MASK, True)
+        elif nack:
+            self._arm_probes((self._seq - 1) & MASK, False)
         self._alive_at = self.now + self.params.alive_interval
 
     def _send_item(self, it: ObjItem | CtlItem) -> None:
