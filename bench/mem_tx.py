@@ -71,6 +71,8 @@ def main() -> int:
     ap.add_argument("--settle", action="store_true", help="also report once the link is quiet")
     ap.add_argument("--no-report", action="store_true",
                     help="no SIGUSR1 report (a daemon without CTOOLS_DAEMON_MEMDUMP dies of it)")
+    ap.add_argument("--dump", action="store_true",
+                    help="then ask the sender for -i and -i -x and report its RSS after each")
     ap.add_argument("--curve", action="store_true",
                     help="print the sender's RSS every 0.1 s during the burst")
     ap.add_argument("--queues", action="store_true",
@@ -127,6 +129,12 @@ def main() -> int:
         print(f"burst     receiver {vm(rx.proc.pid)}")
         if not args.no_report:
             print(report(tx, prefix).rsplit("modules", 1)[0])
+        if args.dump:
+            for extra in ((), ("-x",)):
+                t1 = time.monotonic()
+                out = tx.ask("-i", *extra).stdout
+                print(f"-i {' '.join(extra)}: {len(out) / 1e6:.1f} MB of text in "
+                      f"{time.monotonic() - t1:.2f} s; sender {vm(tx.proc.pid)}")
         if args.settle:
             tx.settle()
             print(f"settled   sender   {vm(tx.proc.pid)}")

@@ -339,3 +339,62 @@ def test_tx_queue_gives_back_an_emptied_burst_table():
     assert sys.getsizeof(q.objs) < big // 10
     assert q.objs == {it.key: it} and list(q.fifo) == [it]
     assert q.put_object("del", strip_volatile(_tcp(7))) is it and it.kind == "del"
+
+
+# ---------------------------------------------------------------------------- control replies
+
+def test_control_server_streams_text_bytes_chunks_and_awaitables(tmp_path):
+    import asyncio
+
+    from ctools.daemon.control import ControlError, request
+    from ctools.daemon.server import ControlServer, bind_control_socket
+
+    path = str(tmp_path / "ctl.sock")
+    big = "".join(f"line {i}\n" for i in range(30000))
+
+    def chunks():
+        yield big[:100]
+        yield big[100:].encode()
+
+    def broken():
+        yield "half"
+        raise ValueError("formatter failed")
+
+    async def later():
+        return "done\n"
+
+    replies = {1: lambda: big, 2: lambda: big.encode(), 3: chunks, 4: later, 5: broken,
+               6: lambda: None, 7: lambda: iter(())}
+    errors = []
+
+    async def main():
+        srv = ControlServer(bind_control_socket(path), path, lambda c, a: replies[c](),
+                            lambda: None, lambda c, e: errors.append((c, str(e))))
+        await srv.start()
+        loop = asyncio.get_running_loop()
+        got = {}
+        for code in replies:
+            try:
+                got[code] = await loop.run_in_executor(None, lambda c=code: request(path, c,
+                                                                                   timeout=5))
+            except ControlError:
+                got[code] = None
+        srv.close()
+        return got
+
+    got = asyncio.run(main())
+    assert got[1] == got[2] == got[3] == big.encode()
+    assert got[4] == b"done\n" and got[6] == b"" and got[7] == b""
+    assert got[5] == b"half" and errors == [(5, "formatter failed")]
+
+
+def test_dump_chunks_join_to_the_whole_dump():
+    from ctools.daemon.dumpfmt import dump_chunks
+
+    cache = InternalCache()
+    for i in range(1200):
+        cache.add(strip_volatile(_tcp(i)), 1.0)
+    for xml in (False, True):
+        parts = list(dump_chunks(cache, 3.0, xml, False, lines=500))
+        assert [p.count("\n") for p in parts] == [500, 500, 200]
+        assert "".join(parts) == dump_cache(cache, 3.0, xml, False)

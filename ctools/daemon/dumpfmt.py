@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ctools.model import Entry, Expect, Tuple
 
 # (the formatters are imported on first use: a daemon nobody asks for a dump never loads them)
@@ -50,9 +52,17 @@ def cache_xml(obj: Entry | Expect) -> str:
 
 def dump_cache(cache, now: float, xml: bool, expiry: bool) -> str:
     """All lines of a cache dump (``-i``/``-e``); internal entries get their reply back."""
+    return "".join(dump_chunks(cache, now, xml, expiry))
+
+
+def dump_chunks(cache, now: float, xml: bool, expiry: bool,
+                lines: int = 512) -> Iterator[str]:
+    """``dump_cache`` in pieces of ``lines`` lines, made as they are consumed: the control
+    server sends each before the next is formatted, so a 100k-flow dump never exists whole
+    (and its 100k line strings are not all alive at once)."""
     from ctools.daemon.cache import full_reply
 
-    out = []
+    out: list[str] = []
     rebuild = not cache.keep_reply
     for o in cache:
         e = o.entry
@@ -71,4 +81,8 @@ def dump_cache(cache, now: float, xml: bool, expiry: bool) -> str:
         finally:
             if rebuild or placeholder:
                 e.reply = saved
-    return "".join(out)
+        if len(out) >= lines:
+            yield "".join(out)
+            out.clear()
+    if out:
+        yield "".join(out)
