@@ -60,8 +60,10 @@ class TxQueue:
     def __len__(self) -> int:
         return len(self.fifo)
 
-    def put_object(self, kind: str, obj: Entry | Expect) -> ObjItem:
-        key = wire.obj_key(obj)
+    def put_object(self, kind: str, obj: Entry | Expect, key: tuple | None = None) -> ObjItem:
+        """Queue ``obj`` (``key``: its ``wire.obj_key``, when the caller has it already)."""
+        if key is None:
+            key = wire.obj_key(obj)
         objs = self.objs
         it = objs.get(key)
         if it is None:
