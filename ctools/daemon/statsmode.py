@@ -14,7 +14,7 @@ from ctools.daemon import views
 from ctools.daemon.base import Daemon
 from ctools.daemon.cache import InternalCache, full_reply, strip_volatile
 from ctools.daemon.control import Req
-from ctools.daemon.dumpfmt import dump_cache, entry_text
+from ctools.daemon.dumpfmt import dump_chunks, entry_text
 from ctools.daemon.eventbuf import grow_event_buffer, size_event_buffer
 from ctools.daemon.kernel import DESTROY, NEW, EventSocket, OverrunError, RequestSocket
 from ctools.daemon.log import DaemonLog, ctime
@@ -183,7 +183,7 @@ class StatsDaemon(Daemon):
             n = len(self.cache)
             return views.cache_extended("stats", n, n, n, self.cache.counters)
         if code in (Req.CT_DUMP_INTERNAL, Req.CT_DUMP_INT_XML):
-            return dump_cache(self.cache, time.monotonic(), code == Req.CT_DUMP_INT_XML, False)
+            return dump_chunks(self.cache, time.monotonic(), code == Req.CT_DUMP_INT_XML, False)
         if code == Req.CT_FLUSH_INT_CACHE:
             self.log.notice("flushing caches")
             self.cache.flush()

@@ -11,6 +11,7 @@ import errno
 import os
 import socket
 import time
+from collections.abc import Iterator
 
 from ctools import sync as ctsync
 from ctools._speedups import load_ctfast
@@ -21,7 +22,7 @@ from ctools.daemon.cache import ExpectCache, InternalCache, merge_into, strip_vo
 from ctools.daemon.channel import MultiChannel, TcpChannel, make_channel
 from ctools.daemon.commitfast import encode_for_create
 from ctools.daemon.control import Req
-from ctools.daemon.dumpfmt import dump_cache, entry_text
+from ctools.daemon.dumpfmt import dump_cache, dump_chunks, entry_text
 from ctools.daemon.eventbuf import grow_event_buffer, size_event_buffer
 from ctools.daemon.extcache import ExternalCache, ExternalRecord
 from ctools.daemon.kernel import (
@@ -848,7 +849,7 @@ class SyncDaemon(Daemon):
             queues.append(("rsqueue", rs, self.sconf.resend_queue_size, 0))
         return views.queue_block(tx + errq + rs, queues)
 
-    def dump_internal(self, xml: bool) -> str:
+    def dump_internal(self, xml: bool) -> str | Iterator[str]:
         if self.internal is None:
             # no cache: show the live kernel table, timeout and use included
             from ctools.format.text import format_entry
@@ -858,14 +859,15 @@ class SyncDaemon(Daemon):
             return "".join(fmt(e) for e in self.request_sock.dump() if self.filter.accepts(e))
         return self._dump(self.internal, xml, expiry=False)
 
-    def dump_external(self, xml: bool) -> str:
+    def dump_external(self, xml: bool) -> str | Iterator[str]:
         if self.external is None:
             return ""
         return self._dump(self.external, xml, expiry=self.external.lifetime is not None)
 
-    def _dump(self, cache, xml: bool, expiry: bool) -> str:
-        now = self.loop.time()
-        return dump_cache(cache, now, xml, expiry)
+    def _dump(self, cache, xml: bool, expiry: bool) -> Iterator[str]:
+        # made chunk by chunk as the control server sends them: a 100k-flow dump never
+        # exists whole (docs/compat-daemon.md: a dump is not one atomic snapshot)
+        return dump_chunks(cache, self.loop.time(), xml, expiry)
 
     def _dump_exp(self, cache: ExpectCache, now: float, xml: bool) -> str:
         if not self.sconf.expectation_sync:

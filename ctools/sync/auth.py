@@ -13,8 +13,6 @@ counter) + the ordinary sync messages + HMAC-SHA256 tag (32 bytes) over header a
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
 
 AUTH_MAGIC = 0xC7
@@ -24,13 +22,24 @@ TAG_LEN = 32
 REPLAY_WINDOW = 1024
 
 
+def _sha256_mac(key: bytes):
+    """HMAC-SHA256 under ``key``, and a constant-time compare. Imported on first use:
+    hashlib loads libcrypto (~3.5 MB resident) that a daemon without a key never needs."""
+    import hashlib
+    import hmac
+
+    def mac(data: bytes) -> bytes:
+        return hmac.new(key, data, hashlib.sha256).digest()
+    return mac, hmac.compare_digest
+
+
 class AuthFramer:
     """Sender side: seals payloads into authenticated frames."""
 
     OVERHEAD = FRAME.size + TAG_LEN
 
     def __init__(self, key: bytes, epoch: int) -> None:
-        self._key = bytes(key)
+        self._mac, _ = _sha256_mac(bytes(key))
         self.epoch = epoch & 0xFFFFFFFF
         self.counter = 0
 
@@ -41,7 +50,7 @@ class AuthFramer:
         if total > 0xFFFF:
             raise ValueError("authenticated frame larger than 65535 bytes")
         head = FRAME.pack(AUTH_MAGIC, AUTH_VERSION, total, self.epoch, self.counter)
-        tag = hmac.new(self._key, head + payload, hashlib.sha256).digest()
+        tag = self._mac(head + payload)
         return head + payload + tag
 
 
@@ -50,7 +59,7 @@ class AuthVerifier:
     frame opens a newer epoch (the caller clears it)."""
 
     def __init__(self, key: bytes) -> None:
-        self._key = bytes(key)
+        self._mac, self._same = _sha256_mac(bytes(key))
         self.epoch: int | None = None
         self.top = 0               # highest counter accepted in this epoch
         self.seen: set[int] = set()  # counters accepted within the window below ``top``
@@ -66,7 +75,7 @@ class AuthVerifier:
             stats.count_rejected("auth_failed")
             return None
         body, tag = frame[:-TAG_LEN], frame[-TAG_LEN:]
-        if not hmac.compare_digest(hmac.new(self._key, body, hashlib.sha256).digest(), tag):
+        if not self._same(self._mac(body), tag):
             stats.count_rejected("auth_failed")
             return None
         if self.epoch is not None and epoch < self.epoch:
