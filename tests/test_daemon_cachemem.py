@@ -1,27 +1,14 @@
-"""Memory-sharing in the daemon caches: shared ints must not change what a flow holds."""
+"""Memory-sharing in the internal cache: shared ints must not change what a flow holds."""
 
 from ctools.daemon import cache as cachemod
-from ctools.daemon.cache import ExternalCache, InternalCache
+from ctools.daemon.cache import InternalCache
 from ctools.model import Entry, Tuple
-from ctools.sync import wire
 
 
 def _flow(i: int, timeout: int = 432000, status: int = 14 | (1 << 20)) -> Entry:
     o = Tuple(family=2, src=f"10.0.{i >> 8}.{i & 255}", dst="192.168.1.1", proto=6,
               sport=1024 + i, dport=80)
     return Entry(orig=o, status=status, timeout=timeout, tcp_state=3)
-
-
-def test_external_flows_share_equal_timeouts_and_keep_values():
-    c = ExternalCache()
-    for i in range(50):
-        c.update(wire.decode_ct_payload(wire.encode_ct_payload(_flow(i))), 1.0)
-    objs = list(c)
-    assert len(objs) == 50
-    assert all(o.entry.timeout == 432000 and o.entry.status == 14 | (1 << 20) for o in objs)
-    # one shared object for each distinct large value, not one per flow
-    assert len({id(o.entry.timeout) for o in objs}) == 1
-    assert len({id(o.entry.status) for o in objs}) == 1
 
 
 def test_sharing_is_bounded_and_values_survive_past_the_bound():
@@ -34,9 +21,13 @@ def test_sharing_is_bounded_and_values_survive_past_the_bound():
     assert got == [100000 + i for i in range(n)]
 
 
-def test_update_merges_a_new_timeout():
-    c = ExternalCache()
-    c.update(_flow(1), 1.0)
-    c.update(_flow(1, timeout=300), 2.0)
-    (obj,) = list(c)
-    assert obj.entry.timeout == 300 and obj.last == 2.0 and obj.since == 1.0
+def test_internal_flows_share_equal_timeouts_and_keep_values():
+    c = InternalCache()
+    for i in range(50):
+        c.add(_flow(i), 1.0)
+    objs = list(c)
+    assert len(objs) == 50
+    assert all(o.entry.timeout == 432000 and o.entry.status == 14 | (1 << 20) for o in objs)
+    # one shared object for each distinct large value, not one per flow
+    assert len({id(o.entry.timeout) for o in objs}) == 1
+    assert len({id(o.entry.status) for o in objs}) == 1

@@ -11,7 +11,7 @@ import pytest
 from daemon_helpers import OURS, env
 
 from ctools.daemon import views
-from ctools.daemon.cache import ExternalCache, InternalCache, full_reply
+from ctools.daemon.cache import InternalCache, full_reply
 from ctools.daemon.lockfile import LockExists, LockFile
 from ctools.daemon.stats import CacheCounters
 from ctools.model import IPS_SEEN_REPLY, Entry, Tuple
@@ -52,14 +52,6 @@ def test_internal_cache_merges_compacts_and_rebuilds_reply():
     assert cache.counters.created == 1 and cache.counters.updated == 1
     assert cache.delete(_entry("9.9.9.9")) is None
     assert cache.counters.del_not_found == 1
-
-
-def test_external_cache_limit_and_expiry():
-    cache = ExternalCache(limit=2, lifetime=10)
-    for i, src in enumerate(("1.1.1.1", "1.1.1.2", "1.1.1.3")):
-        cache.add(_entry(src), float(i))
-    assert len(cache) == 2 and cache.counters.no_space == 1
-    assert cache.expire(10.5) == 1 and len(cache) == 1
 
 
 def test_lock_file(tmp_path):

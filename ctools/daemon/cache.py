@@ -1,8 +1,8 @@
-"""Internal cache (our kernel's flows) and external cache (the peer's flows).
+"""Internal cache (our kernel's flows) and the expectation caches.
 
-Both are dicts keyed by the original Tuple object (zone included, unlike the C daemon
-which hashes but does not compare it).  Values are small slotted records holding the Entry and
-the times the dumps and ALARM expiry need.
+Dicts keyed by the original Tuple object (zone included, unlike the C daemon which hashes but
+does not compare it).  Values are small slotted records holding the flow and the times the
+dumps need.  The external cache (the peer's flows) lives in ``extcache``.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ def _make_record(e: Entry, now: float) -> FlowRecord:
 class FlowCache:
     """Common part of both caches: a bounded dict with the reference counters."""
 
-    keep_reply = True     # external entries: the reply tuple is whatever the peer sent
+    keep_reply = True     # dumps show the reply tuple as cached (InternalCache rebuilds it)
 
     def __init__(self, name: str, limit: int = 262144) -> None:
         self.name = name
@@ -329,13 +329,6 @@ class FlowCache:
     def _compact(self, entry: Entry) -> Entry:
         entry.timeout = _share_int(entry.timeout)
         entry.status = _share_int(entry.status)
-        if self.keep_reply:
-            o = entry.orig
-            if o is not None and o.dst is not None:
-                o.dst = _intern(o.dst)
-            if entry.synproxy == (0, 0, 0):
-                entry.synproxy = None       # no SYN proxy: nothing to keep per entry
-            return entry
         return compact(entry)
 
     def delete(self, entry_or_key: Entry | Tuple) -> CacheObject | None:
@@ -421,22 +414,3 @@ class InternalCache(FlowCache):
         """Remove the flow; None (and a counted miss) when it was not cached."""
         key = entry_or_key if isinstance(entry_or_key, Tuple) else entry_or_key.orig
         return super().delete(key)
-
-
-class ExternalCache(FlowCache):
-    """States received from the peer; ``expire`` implements ALARM's CacheTimeout."""
-
-    def __init__(self, limit: int = 262144, lifetime: float | None = None) -> None:
-        super().__init__("external", limit)
-        self.lifetime = lifetime
-
-    def expire(self, now: float) -> int:
-        """Drop entries not refreshed within ``lifetime`` seconds; returns how many."""
-        if self.lifetime is None:
-            return 0
-        limit = now - self.lifetime
-        dead = [k for k, o in self.objects.items() if o.last < limit]
-        for k in dead:
-            del self.objects[k]
-        self.counters.destroyed += len(dead)
-        return len(dead)
