@@ -1,5 +1,5 @@
-"""FT-FW under heavy loss between real daemons, mixed with the C daemon: 30 % of the sync
-datagrams dropped in *both* directions (nftables on each side's output, so data, re-sends,
+"""FT-FW under heavy loss between real daemons, mixed with the C daemon: 30 % (20 % when the
+C daemon sends) of the sync datagrams dropped in *both* directions (nftables on each side's output, so data, re-sends,
 ACKs, NACKs and our tail-loss probes are all lost alike). A burst of flows, then deletions of
 part of them, must reach the peer's external cache exactly, for ours -> C, C -> ours and
 ours -> ours. (The speed of it is pinned in the simulator: tests/test_sync_ftfw_probes.py.)"""
@@ -80,7 +80,7 @@ def _expected(lo: int, hi: int) -> set[str]:
 @pytest.mark.parametrize("sender,receiver", [("ours", "ref"), ("ref", "ours"),
                                              ("ours", "ours")],
                          ids=["ours-to-ref", "ref-to-ours", "ours-to-ours"])
-def test_burst_and_deletions_converge_with_30_percent_loss_both_ways(link, tmp_path, sender,
+def test_burst_and_deletions_converge_with_heavy_loss_both_ways(link, tmp_path, sender,
                                                                       receiver):
     a, b = link
     for ns in link:
@@ -93,15 +93,18 @@ def test_burst_and_deletions_converge_with_30_percent_loss_both_ways(link, tmp_p
         # let the HELLO handshake finish on a clean link (a HELLO stretch is not NACKed by
         # the C rules: spec §4.6)
         time.sleep(2.5)
+        # The C sender has no tail-loss probes: each lost tail (of a burst, of a re-send, of
+        # a NACK) waits for its 1 s alive timer, a chain that at 30 % both ways now and then
+        # outlasts any sane test timeout. It gets 20 %; our sender 30 %.
         for ns in link:
-            _lossy(ns, 30)
+            _lossy(ns, 30 if sender == "ours" else 20)
         _kernel(a, "create", 0, N_FLOWS)
         want = _expected(0, N_FLOWS)
-        got = wait_for(lambda: _external_flows(rx) == want, 40, 0.5)
+        got = wait_for(lambda: _external_flows(rx) == want, 60, 0.5)
         assert got, (len(_external_flows(rx)), tx.ask("-s", "network", check=False).stdout)
         _kernel(a, "delete", 0, N_DELETED)
         want = _expected(N_DELETED, N_FLOWS)
-        got = wait_for(lambda: _external_flows(rx) == want, 40, 0.5)
+        got = wait_for(lambda: _external_flows(rx) == want, 60, 0.5)
         assert got, (len(_external_flows(rx)), rx.ask("-s", "network", check=False).stdout)
     finally:
         for ns in link:
