@@ -515,3 +515,38 @@ _c_scan = getattr(load_ctfast(), "scan_sync_ct", None)
         lambda i: p[:i] + b"\x00\x05" + p[i + 2:])))
 def test_c_scan_gives_the_python_key_or_leaves_the_error_to_python(payload):
     assert _c_scan(payload) == _python_or_none(wire.scan_ct_payload_py, payload)
+
+
+_c_encode = getattr(load_ctfast(), "encode_sync_ct", None)
+
+
+@pytest.mark.skipif(_c_encode is None, reason="C accelerator not built")
+@settings(max_examples=400, deadline=None)
+@given(entries(), st.booleans(), st.sampled_from([None, 0, 120]), st.booleans())
+def test_c_encoder_gives_the_python_bytes_or_steps_aside(e, window, commit_timeout, common):
+    if common:      # make the ordinary flow the C path takes, keeping some of the draw
+        e.orig.family, e.orig.src, e.orig.dst = AF_INET, "10.1.2.3", "192.0.2.9"
+        e.orig.proto = 6 if e.status is None or e.status & 1 else 17
+        e.orig.sport = e.orig.sport or 0
+        for name in ("master", "nat_src", "nat_dst", "seq_adj_orig", "helper", "labels",
+                     "synproxy", "zone"):
+            setattr(e, name, None)
+    opts = wire.EncodeOptions(window, commit_timeout)
+    fast = _c_encode(e, window, bool(commit_timeout))
+    slow = _python_or_none(lambda _p: wire.encode_ct_payload_py(e, opts), b"")
+    if fast is not None:
+        assert fast == slow
+    else:
+        assert not common or window or e.orig.dport is None and e.orig.sport is None
+
+
+@pytest.mark.skipif(_c_encode is None, reason="C accelerator not built")
+def test_c_encoder_takes_cached_internal_flows():
+    from ctools.daemon.cache import InternalCache
+
+    o = Tuple(AF_INET, "10.0.0.1", "192.0.2.1", 6, 40000, 443)
+    cache = InternalCache()
+    rec = cache.add(Entry(orig=o, reply=Tuple(AF_INET, "192.0.2.1", "10.0.0.1", 6, 443, 40000),
+                          status=0x18E, timeout=431999, mark=0, tcp_state=3), 0.0).entry
+    fast = _c_encode(rec, False, False)
+    assert fast is not None and fast == wire.encode_ct_payload_py(rec)

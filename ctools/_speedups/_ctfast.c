@@ -1962,6 +1962,163 @@ general:
     Py_RETURN_NONE;
 }
 
+
+/* ---- sync wire: the CT payload of an ordinary flow (sender side) ----------------------------
+ * Same bytes as ctools.sync.wire.encode_ct_payload for an IPv4 TCP/UDP flow without reply
+ * tuple, master, NAT, sequence adjustment, helper, labels, SYN proxy or zone, and without
+ * TCPWindowTracking; anything else returns None (the Python encoder then does it). */
+enum { A_ORIG, A_REPLY, A_MASTER, A_NAT_SRC, A_NAT_DST, A_SEQ_O, A_HELPER, A_LABELS,
+       A_SYNPROXY, A_ZONE, A_STATUS, A_TCP_STATE, A_TIMEOUT, A_MARK, A_FAMILY, A_SRC, A_DST,
+       A_PROTO, A_SPORT, A_DPORT, A_COUNT };
+static const char *const ATTR_NAMES[A_COUNT] = {"orig", "reply", "master", "nat_src",
+    "nat_dst", "seq_adj_orig", "helper", "labels", "synproxy", "zone", "status", "tcp_state",
+    "timeout", "mark", "family", "src", "dst", "proto", "sport", "dport"};
+static PyObject *ATTR_STR[A_COUNT];
+
+static unsigned char *put_sync_tlv(unsigned char *w, unsigned len, unsigned id)
+{
+    w[0] = (unsigned char)(len >> 8); w[1] = (unsigned char)len;
+    w[2] = (unsigned char)(id >> 8); w[3] = (unsigned char)id;
+    return w + 4;
+}
+
+/* 1: set (value in *v, masked to 32 bits), 0: None, -1: not an int / error (fallback) */
+static int get_u32(PyObject *o, int name, unsigned long *v)
+{
+    PyObject *x = PyObject_GetAttr(o, ATTR_STR[name]);
+    if (!x) { PyErr_Clear(); return -1; }
+    if (x == Py_None) { Py_DECREF(x); return 0; }
+    if (!PyLong_Check(x)) { Py_DECREF(x); return -1; }
+    *v = PyLong_AsUnsignedLongMask(x) & 0xFFFFFFFFul;
+    Py_DECREF(x);
+    if (PyErr_Occurred()) { PyErr_Clear(); return -1; }
+    return 1;
+}
+
+/* same, but the value must lie in [0, max] unmasked (Python would raise otherwise) */
+static int get_small(PyObject *o, int name, unsigned long max, unsigned long *v)
+{
+    PyObject *x = PyObject_GetAttr(o, ATTR_STR[name]);
+    long long n;
+    if (!x) { PyErr_Clear(); return -1; }
+    if (x == Py_None) { Py_DECREF(x); return 0; }
+    if (!PyLong_Check(x)) { Py_DECREF(x); return -1; }
+    n = PyLong_AsLongLong(x);
+    Py_DECREF(x);
+    if (n == -1 && PyErr_Occurred()) { PyErr_Clear(); return -1; }
+    if (n < 0 || (unsigned long long)n > max) return -1;
+    *v = (unsigned long)n;
+    return 1;
+}
+
+/* is the attribute absent (None; for helper/labels/zone: also falsy, as Python tests them)? */
+static int absent(PyObject *o, int name, int falsy_ok)
+{
+    PyObject *x = PyObject_GetAttr(o, ATTR_STR[name]);
+    int r;
+    if (!x) { PyErr_Clear(); return 0; }
+    r = x == Py_None;
+    if (!r && falsy_ok) {
+        r = PyObject_Not(x);
+        if (r < 0) { PyErr_Clear(); r = 0; }
+    }
+    Py_DECREF(x);
+    return r;
+}
+
+PyDoc_STRVAR(encode_sync_ct_doc,
+"encode_sync_ct(entry, window_tracking, commit_timeout) -> bytes | None\n\n"
+"ctools.sync.wire.encode_ct_payload for the ordinary flows, or None (see the source).");
+
+static PyObject *encode_sync_ct(PyObject *self, PyObject *args)
+{
+    PyObject *e, *o = NULL, *src = NULL, *dst = NULL;
+    int window_tracking, commit_timeout, i, r;
+    unsigned long fam = 0, status = 0, proto = 0, sport = 0, dport = 0, state = 0;
+    unsigned long timeout = 0, mark = 0;
+    int has_status, has_proto, has_sport, has_dport, has_state, has_timeout, has_mark;
+    unsigned char out[64], *w = out;
+    const char *a;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Opp", &e, &window_tracking, &commit_timeout))
+        return NULL;
+    if (!ATTR_STR[0])
+        for (i = 0; i < A_COUNT; i++)
+            if (!(ATTR_STR[i] = PyUnicode_InternFromString(ATTR_NAMES[i])))
+                return NULL;
+    if (window_tracking)
+        Py_RETURN_NONE;
+    for (i = A_REPLY; i <= A_SYNPROXY; i++)
+        if (!absent(e, i, i == A_HELPER || i == A_LABELS))
+            Py_RETURN_NONE;
+    if (!absent(e, A_ZONE, 1))
+        Py_RETURN_NONE;
+    if (!(o = PyObject_GetAttr(e, ATTR_STR[A_ORIG]))) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (o == Py_None || get_small(o, A_FAMILY, 255, &fam) != 1 || fam != AF_INET)
+        goto general;
+    if ((has_proto = get_small(o, A_PROTO, 255, &proto)) != 1 || (proto != 6 && proto != 17))
+        goto general;
+    if ((has_sport = get_small(o, A_SPORT, 0xFFFF, &sport)) < 0
+            || (has_dport = get_small(o, A_DPORT, 0xFFFF, &dport)) < 0
+            || (has_status = get_u32(e, A_STATUS, &status)) < 0
+            || (has_timeout = get_u32(e, A_TIMEOUT, &timeout)) < 0
+            || (has_mark = get_u32(e, A_MARK, &mark)) < 0)
+        goto general;
+    has_state = 0;
+    if (proto == 6 && (has_state = get_small(e, A_TCP_STATE, 255, &state)) < 0)
+        goto general;
+    src = PyObject_GetAttr(o, ATTR_STR[A_SRC]);
+    dst = PyObject_GetAttr(o, ATTR_STR[A_DST]);
+    if (!src || !dst || !PyUnicode_Check(src) || !PyUnicode_Check(dst)) {
+        PyErr_Clear();
+        goto general;
+    }
+    w = put_sync_tlv(w, 12, 0);
+    for (i = 0; i < 2; i++) {
+        if (!(a = PyUnicode_AsUTF8(i ? dst : src))) { PyErr_Clear(); goto general; }
+        r = inet_pton(AF_INET, a, w);
+        if (r != 1)
+            goto general;
+        w += 4;
+    }
+    if (has_status) {
+        w = put_sync_tlv(w, 8, 5);
+        w[0] = (unsigned char)(status >> 24); w[1] = (unsigned char)(status >> 16);
+        w[2] = (unsigned char)(status >> 8); w[3] = (unsigned char)status; w += 4;
+    }
+    w = put_sync_tlv(w, 5, 2); w[0] = (unsigned char)proto; w[1] = w[2] = w[3] = 0; w += 4;
+    if (has_sport || has_dport) {
+        w = put_sync_tlv(w, 8, 3);
+        w[0] = (unsigned char)(sport >> 8); w[1] = (unsigned char)sport;
+        w[2] = (unsigned char)(dport >> 8); w[3] = (unsigned char)dport; w += 4;
+    }
+    if (has_state) {
+        w = put_sync_tlv(w, 5, 4); w[0] = (unsigned char)state; w[1] = w[2] = w[3] = 0; w += 4;
+    }
+    if (has_timeout && !commit_timeout) {
+        w = put_sync_tlv(w, 8, 6);
+        w[0] = (unsigned char)(timeout >> 24); w[1] = (unsigned char)(timeout >> 16);
+        w[2] = (unsigned char)(timeout >> 8); w[3] = (unsigned char)timeout; w += 4;
+    }
+    if (has_mark) {
+        w = put_sync_tlv(w, 8, 7);
+        w[0] = (unsigned char)(mark >> 24); w[1] = (unsigned char)(mark >> 16);
+        w[2] = (unsigned char)(mark >> 8); w[3] = (unsigned char)mark; w += 4;
+    }
+    Py_DECREF(o);
+    Py_DECREF(src);
+    Py_DECREF(dst);
+    return PyBytes_FromStringAndSize((const char *)out, w - out);
+general:
+    Py_XDECREF(o);
+    Py_XDECREF(src);
+    Py_XDECREF(dst);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"decode_entry", decode_entry, METH_O, decode_entry_doc},
     {"format_events", format_events, METH_VARARGS, format_events_doc},
@@ -1972,6 +2129,7 @@ static PyMethodDef methods[] = {
     {"decode_sync_ct", decode_sync_ct, METH_O, decode_sync_ct_doc},
     {"scan_sync_ct", scan_sync_ct, METH_O, scan_sync_ct_doc},
     {"commit_attrs", commit_attrs, METH_VARARGS, commit_attrs_doc},
+    {"encode_sync_ct", encode_sync_ct, METH_VARARGS, encode_sync_ct_doc},
     {NULL, NULL, 0, NULL},
 };
 
