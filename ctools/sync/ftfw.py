@@ -20,6 +20,7 @@ reveals the gap and draws the NACK (or the re-sent NACK) at once.
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict, deque
 
 from ctools.sync import guard as G
@@ -514,6 +515,10 @@ class FtfwSync(SyncMode):
             it.where = None
             if isinstance(it, ObjItem):
                 objs.pop(it.key, None)
+        if not rs and sys.getsizeof(rs) > 1 << 16:
+            # all acknowledged: give back a burst's table (a dict never shrinks as items
+            # leave; 100k in flight left ~7 MB behind for good)
+            self._rs = OrderedDict()
 
     def _on_nack(self, frm: int, to: int, events: list) -> None:
         self._lossy_until = self.now + LOSSY_FOR * self.params.alive_interval

@@ -158,6 +158,9 @@ class ReceiveGuard:
         self._bodies = _LruSet(mem)
         self._suspects = _Lru(4096)
         self._holes: list[list[int]] = []     # [lo, hi] inclusive, serial order
+        # False once a hole was added below a newer one (``last`` moved back: NOTRACK's
+        # set_last): pruning then walks the whole list instead of only its old end
+        self._holes_sorted = True
         # key -> one int packing (gen, seq, body hash): an int costs ~44 B where the 3-tuple
         # of ints cost ~130 B, for every flow the peer ever sent
         self._keys: dict = {}
@@ -253,7 +256,11 @@ class ReceiveGuard:
                 self._suspects.pop(seq, None)
         else:
             if v.cls == GAP and self.strict:
-                self._holes.append([(self.last + 1) & MASK, (seq - 1) & MASK])
+                holes = self._holes
+                lo = (self.last + 1) & MASK
+                if holes and not 0 < ((lo - holes[-1][1]) & MASK) < HALF:
+                    self._holes_sorted = False      # not after the newest hole
+                holes.append([lo, (seq - 1) & MASK])
             self.last = seq
             self.started = True
             if self.strict:
@@ -274,6 +281,7 @@ class ReceiveGuard:
         self.gen += 1
         self.fills_suspended_until = float("-inf")
         self._holes.clear()
+        self._holes_sorted = True
         self._suspects.clear()
         self._run.clear()
 
@@ -362,9 +370,25 @@ class ReceiveGuard:
                 return
 
     def _prune_holes(self) -> None:
-        if not self._holes:
+        holes = self._holes
+        if not holes:
             return
         floor = (self.last - self.max_jump) & MASK
+        if self._holes_sorted:
+            # Sorted: the holes ending below the floor are a prefix, and only the first kept
+            # one can straddle it. Same result as the general walk below, which ran for every
+            # accepted message over up to 256 holes: 2/3 of a receiver's CPU at 30 % loss.
+            drop = 0
+            for lo, hi in holes:
+                if ((hi - floor) & MASK) < HALF:      # hi is at/after the floor
+                    if ((lo - floor) & MASK) >= HALF:
+                        holes[drop] = [floor, hi]
+                    break
+                drop += 1
+            drop = max(drop, len(holes) - 256)
+            if drop:
+                del holes[:drop]
+            return
         keep = []
         for lo, hi in self._holes:
             if ((hi - floor) & MASK) < HALF:      # hi is at/after the floor
@@ -372,3 +396,4 @@ class ReceiveGuard:
                     lo = floor
                 keep.append([lo, hi])
         self._holes = keep[-256:]
+        self._holes_sorted = len(self._holes) <= 1
