@@ -156,7 +156,9 @@ def test_steady_churn_with_30_percent_loss_converges_faster_and_costs_little_mor
         assert r.invariant_violations == 0 and r.converged
         return r.sim_seconds_to_converge, r.bytes_sent / r.kernel_events
 
-    took, cost = zip(*(go(seed) for seed in (1, 2, 3, 4)), strict=True)
-    # without probes: 2.4 s on average over seeds 1-8 (78 bytes per event)
-    assert max(took) < 1.5 and sum(took) / len(took) < 0.5, took
+    took, cost = zip(*(go(seed) for seed in range(1, 9)), strict=True)
+    # without probes: 2.38 s on average over seeds 1-8, 6.0 s at most; with the probes under
+    # their budget 0.82 s, 2.5 s at most (free probes after object rounds did 0.19 s, but gave
+    # a forger empty control messages to copy into future slots: see ftfw._probe)
+    assert max(took) < 4.0 and sum(took) / len(took) < 1.2, took
     assert max(cost) < 110, cost

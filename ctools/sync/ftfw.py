@@ -13,7 +13,7 @@ finding 4). After a round that put objects (new states or re-sends) or a NACK on
 therefore send a few plain ALIVE messages shortly after (10, 30, 70, 150, 310 ms with the
 default 1 s interval) unless more traffic or an ACK covering that round makes them pointless —
 only while the link is known to lose (a NACK went either way in the last 10 intervals), so a
-clean link carries exactly the C traffic (after NACK rounds: at most 10 per interval). ALIVE is an ordinary
+clean link carries exactly the C traffic, and at most 10 per interval. ALIVE is an ordinary
 sequenced control message to every peer (C included): one that arrives after a lost tail
 reveals the gap and draws the NACK (or the re-sent NACK) at once.
 """
@@ -88,7 +88,6 @@ class FtfwSync(SyncMode):
         self._acked_upto: int | None = None  # newest number the peer acknowledged
         self._probe_at: float | None = None  # next tail-loss probe (None: none scheduled)
         self._probe_next = 0                # index into PROBE_DELAYS of the next probe
-        self._probe_objects = False         # the running series follows a round with objects
         self._probe_tokens = float(PROBE_BUDGET)
         self._probe_refill_at = now
         self._tail_seq: int | None = None   # last repair-worthy message the probes cover
@@ -144,13 +143,12 @@ class FtfwSync(SyncMode):
     def _probe(self, send: bool) -> None:
         """Send one tail-loss probe (unless the alive timer sends a message now anyway) and
         schedule the next one, if any."""
-        if send and self._probe_objects:
-            self._put_ctl(CtlItem(wire.F_ALIVE))
-            self.probes_sent += 1
-        elif send:
-            # probes of NACK rounds have a budget (PROBE_BUDGET per alive interval, refilled
-            # continuously): on a very lossy link lost probes draw NACKs whose rounds are
-            # probed in turn. (Rounds with objects are as many as the states to send.)
+        if send:
+            # a bounded budget (PROBE_BUDGET per alive interval, refilled continuously): on a
+            # very lossy link lost probes draw NACKs whose rounds are probed in turn; and every
+            # probe is an empty control message an attacker can copy with a flipped sequence
+            # number into a slot of the future (unbudgeted probes after object rounds let the
+            # sync_guard fuzzer lose a flow for good within a few hundred inputs)
             now, ivl = self.now, self.params.alive_interval
             tokens = min(PROBE_BUDGET, self._probe_tokens
                          + (now - self._probe_refill_at) * PROBE_BUDGET / ivl)
@@ -166,14 +164,13 @@ class FtfwSync(SyncMode):
         else:
             self._probe_at = None
 
-    def _arm_probes(self, tail_seq: int, objects: bool) -> None:
+    def _arm_probes(self, tail_seq: int) -> None:
         """A round with objects or a NACK went out: probe its tail (see the module
         docstring). Not while we say HELLO: to the C receiver every HELLO message is a
         restart that discards its resend queue."""
         if self._hello != DONE or self.now >= self._lossy_until or not PROBE_DELAYS:
             return
         self._tail_seq = tail_seq
-        self._probe_objects = objects
         self._probe_next = 0
         self._probe_at = self.now + PROBE_DELAYS[0] * self.params.alive_interval
 
@@ -244,9 +241,9 @@ class FtfwSync(SyncMode):
             self._send_item(it)
         if fifo and len(rs) < cap:
             self._send_objects()
-            self._arm_probes((self._seq - 1) & MASK, True)
+            self._arm_probes((self._seq - 1) & MASK)
         elif nack:
-            self._arm_probes((self._seq - 1) & MASK, False)
+            self._arm_probes((self._seq - 1) & MASK)
         self._alive_at = self.now + self.params.alive_interval
 
     def _send_objects(self) -> None:
