@@ -241,17 +241,26 @@ class SyncMode:
         else:
             payload = bytes(datagram)
         valid = False
-        self.guard.now = now
-        if self.guard.strict:
-            self.guard.scan_datagram(payload)
+        guard = self.guard
+        guard.now = now
+        # each message is sliced once: the guard's datagram scan and its classification
+        # hash the same bytes object (CPython caches a bytes object's hash)
+        parsed: list = []
         for item in wire.split_messages(payload):
             if isinstance(item, wire.ProtocolError):
-                stats.count_malformed(item.counter)
+                parsed.append(item)
                 continue  # split_messages stops by itself after fatal framing errors
             assert isinstance(item, tuple)  # (datagram mode never yields a pending offset)
             header, off = item
+            parsed.append((header, payload[off:off + header.length]))
+        if guard.strict:
+            guard.scan_messages([m[1] for m in parsed if type(m) is tuple])
+        for item in parsed:
+            if type(item) is not tuple:
+                stats.count_malformed(item.counter)
+                continue
+            header, msg = item
             stats.msgs_recv += 1
-            msg = payload[off:off + header.length]
             if self._on_message(header, msg, now, events):
                 valid = True
         if valid:

@@ -218,19 +218,18 @@ class ReceiveGuard:
         return Verdict(OLD, seq, 0, suspect, exact, body)
 
     def scan_datagram(self, payload: bytes) -> None:
+        """``scan_messages`` for the messages of a raw datagram payload."""
+        self.scan_messages([payload[off:off + header.length]
+                            for item in wire.split_messages(payload)
+                            if isinstance(item, tuple) for header, off in (item,)])
+
+    def scan_messages(self, msgs: list[bytes]) -> None:
         """Before a datagram's messages are classified: does it contain an exact copy of a
         message we accepted? Genuine datagrams never do (every message has a new number), a
         mutated copy of an old datagram nearly always does; such a datagram may not fill
         holes or claim slots."""
         exact = self._exact
-        tainted = False
-        for item in wire.split_messages(payload):
-            if isinstance(item, tuple):
-                header, off = item
-                if hash(payload[off:off + header.length]) in exact:
-                    tainted = True
-                    break
-        self.tainted = tainted
+        self.tainted = any(hash(m) in exact for m in msgs)
 
     def count_c(self, v: Verdict) -> None:
         """The C "Packets lost"/"Packets before" counters for this classification."""
