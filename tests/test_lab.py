@@ -181,7 +181,14 @@ def test_corruption_is_caught_by_udp_or_reaches_the_daemons_which_cope(checksum)
             if not checksum or caught > 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert (caught > 0) if checksum else (caught == 0)
+        if checksum:
+            assert caught > 0
+        else:
+            # with the checksum off the kernel checks nothing, except when the flip lands in
+            # the (zero) checksum field itself and turns it on: ~2 % of hits on ~100-byte
+            # frames. With the checksum on, most hits are caught.
+            corrupted = lab.link_stats()["total"].get("corrupted", 0)
+            assert caught <= max(2, corrupted // 10), (caught, corrupted)
         for rep in lab.replicas.values():
             assert rep.alive(), rep.tail()
             assert rep.client("-s", check=False).returncode == 0
