@@ -16,6 +16,18 @@ OURS = [sys.executable, "-m", "ctools.cli.conntrackd"]
 REPO = Path(__file__).resolve().parent.parent
 
 
+def implementation(name: str) -> list[str]:
+    """argv[0:] of "ours" or "ref" (skips the test when the reference is not installed)."""
+    import pytest
+    from conftest import REF_CONNTRACKD
+
+    if name == "ours":
+        return OURS
+    if REF_CONNTRACKD is None:
+        pytest.skip("reference conntrackd (Debian package 'conntrackd') is not installed")
+    return [REF_CONNTRACKD]
+
+
 def env() -> dict:
     e = dict(os.environ)
     e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")

@@ -21,6 +21,7 @@ from daemon_helpers import (
     Replica,
     config,
     flows_in,
+    implementation,
     kernel_flows,
     veth_pair,
     wait_for,
@@ -35,14 +36,6 @@ def link():
         yield pair
 
 
-def _impl(name: str) -> list[str]:
-    if name == "ours":
-        return OURS
-    if REF_CONNTRACKD is None:
-        pytest.skip("reference conntrackd (Debian package 'conntrackd') is not installed")
-    return [REF_CONNTRACKD]
-
-
 _flows = flows_in
 _kernel_flows = kernel_flows
 
@@ -55,9 +48,9 @@ class Pair:
         self.a, self.b = link
         for ns in link:
             ns.run("conntrack", "-F", check=False)
-        self.tx = Replica(self.a, _impl(sender), tmp_path, "tx",
+        self.tx = Replica(self.a, implementation(sender), tmp_path, "tx",
                           config(mode, transport, 0, v6, mode_extra))
-        self.rx = Replica(self.b, _impl(receiver), tmp_path, "rx",
+        self.rx = Replica(self.b, implementation(receiver), tmp_path, "rx",
                           config(mode, transport, 1, v6, mode_extra))
         self.mode = mode
 
@@ -242,8 +235,8 @@ def test_external_dumps_identical(link, tmp_path):
     a, b = link
     for ns in link:
         ns.run("conntrack", "-F", check=False)
-    tx = Replica(a, _impl("ref"), tmp_path, "tx", config("NOTRACK", "Multicast", 0))
-    ref = Replica(b, _impl("ref"), tmp_path, "rxref", config("NOTRACK", "Multicast", 1))
+    tx = Replica(a, implementation("ref"), tmp_path, "tx", config("NOTRACK", "Multicast", 0))
+    ref = Replica(b, implementation("ref"), tmp_path, "rxref", config("NOTRACK", "Multicast", 1))
     ours = Replica(b, OURS, tmp_path, "rxours", config("NOTRACK", "Multicast", 1))
     # and our sender next to the reference sender (on another group: it is only watched)
     ours_tx = Replica(a, OURS, tmp_path, "txours",

@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
-from conftest import REF_CONNTRACKD, need_root
-from daemon_helpers import OURS, Replica, config, env, veth_pair, wait_for
+from conftest import need_root
+from daemon_helpers import Replica, config, env, implementation, veth_pair, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.reference]
 
@@ -48,14 +48,6 @@ def link():
         yield pair
 
 
-def _impl(name: str) -> list[str]:
-    if name == "ours":
-        return OURS
-    if REF_CONNTRACKD is None:
-        pytest.skip("reference conntrackd (Debian package 'conntrackd') is not installed")
-    return [REF_CONNTRACKD]
-
-
 def _lossy(ns, percent: int) -> None:
     ns.run("nft", "delete", "table", "inet", "ctftwloss", check=False)
     if percent:
@@ -85,8 +77,8 @@ def test_burst_and_deletions_converge_with_heavy_loss_both_ways(link, tmp_path, 
     a, b = link
     for ns in link:
         ns.run("conntrack", "-F", check=False)
-    tx = Replica(a, _impl(sender), tmp_path, "tx", config("FTFW", "UDP", 0, general=GENERAL))
-    rx = Replica(b, _impl(receiver), tmp_path, "rx", config("FTFW", "UDP", 1, general=GENERAL))
+    tx = Replica(a, implementation(sender), tmp_path, "tx", config("FTFW", "UDP", 0, general=GENERAL))
+    rx = Replica(b, implementation(receiver), tmp_path, "rx", config("FTFW", "UDP", 1, general=GENERAL))
     try:
         rx.start()
         tx.start()
