@@ -39,7 +39,9 @@ DEV = ("ctdba", "ctdbb")
 
 def env() -> dict:
     e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    # no empty entry: "" in PYTHONPATH puts the current directory on every Python
+    # client's import path (each `conntrackd -s` poll then stats its way through it)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), e.get("PYTHONPATH")) if p)
     return e
 
 
