@@ -384,6 +384,14 @@ def test_example_pair_replicates(name, impl, netns_factory, tmp_path, ref_conntr
             ns.run("ip", "addr", "add", f"{addr}/{plen}", "dev", ch.interface,
                    *(["nodad"] if ":" in addr else []))
             ns.run("ip", "link", "set", ch.interface, "up")
+    # IPv6 link-local addresses stay tentative (DAD) for a moment after the link comes up: a
+    # multicast datagram sent from one meanwhile is lost, and ALARM re-sends only after
+    # RefreshTime (15 s in the examples)
+    for ns in (a, b):
+        deadline = time.monotonic() + 10
+        while ns.run("ip", "-6", "addr", "show", "tentative", check=False).stdout.strip():
+            assert time.monotonic() < deadline, "IPv6 addresses still tentative"
+            time.sleep(0.1)
     procs = []
     for ns, conf in ((b, conf_b), (a, conf_a)):
         log = (tmp_path / f"{conf.stem}.out").open("wb")
