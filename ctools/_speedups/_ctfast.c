@@ -1689,12 +1689,7 @@ static const unsigned char SYNC_WIDTH[SYNC_ATTRS] = {
     8, 32, 1, 4, 1, 4, 4, 4, 0, 0, 0, 0, 4, 4, 2, 2, 0, 1, 4, 4, 1, 1, 1, 1, 2, 1, 1, 0, 0,
     16, 16, 12, 2};     /* 0 = not handled here (master, seq adj, helper, labels) */
 
-static unsigned be16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
 static unsigned le16(const unsigned char *p) { return (unsigned)p[1] << 8 | p[0]; }
-static unsigned long be32(const unsigned char *p)
-{
-    return (unsigned long)p[0] << 24 | (unsigned long)p[1] << 16 | (unsigned long)p[2] << 8 | p[3];
-}
 
 static PyObject *u8v(const unsigned char *p) { return u(p[0]); }
 
@@ -1725,7 +1720,7 @@ static PyObject *decode_sync_ct(PyObject *self, PyObject *arg)
     if (set_slot(e, E_OFF[E_ORIG], Py_NewRef(o)))
         goto error;
     while (remaining > 4) {
-        unsigned len = be16(b + off), id = be16(b + off + 2);
+        unsigned len = get16(b + off), id = get16(b + off + 2);
         const unsigned char *p = b + off + 4;
         Py_ssize_t step = (len + 3) & ~3u;
         int rc = 0;
@@ -1741,20 +1736,20 @@ static PyObject *decode_sync_ct(PyObject *self, PyObject *arg)
             break;
         case 2: rc = set_slot(o, T_OFF[T_PROTO], u8v(p)); break;
         case 3:
-            rc = set_slot(o, T_OFF[T_SPORT], u(be16(p)))
-                || set_slot(o, T_OFF[T_DPORT], u(be16(p + 2)));
+            rc = set_slot(o, T_OFF[T_SPORT], u(get16(p)))
+                || set_slot(o, T_OFF[T_DPORT], u(get16(p + 2)));
             break;
         case 4: rc = set_slot(e, E_OFF[E_TCP_STATE], u8v(p)); break;
-        case 5: rc = set_slot(e, E_OFF[E_STATUS], u(be32(p))); break;
-        case 6: rc = set_slot(e, E_OFF[E_TIMEOUT], u(be32(p))); break;
-        case 7: rc = set_slot(e, E_OFF[E_MARK], u(be32(p))); break;
+        case 5: rc = set_slot(e, E_OFF[E_STATUS], u(get32(p))); break;
+        case 6: rc = set_slot(e, E_OFF[E_TIMEOUT], u(get32(p))); break;
+        case 7: rc = set_slot(e, E_OFF[E_MARK], u(get32(p))); break;
         case 12: case 29: snat_ip = p; snat_v6 = id == 29; break;
         case 13: case 30: dnat_ip = p; dnat_v6 = id == 30; break;
         case 14: snat_port = p; break;
         case 15: dnat_port = p; break;
         case 17: rc = set_slot(e, E_OFF[E_SCTP_STATE], u8v(p)); break;
-        case 18: rc = set_slot(e, E_OFF[E_VT_O], u(be32(p))); break;
-        case 19: rc = set_slot(e, E_OFF[E_VT_R], u(be32(p))); break;
+        case 18: rc = set_slot(e, E_OFF[E_VT_O], u(get32(p))); break;
+        case 19: rc = set_slot(e, E_OFF[E_VT_R], u(get32(p))); break;
         case 20: rc = set_slot(e, E_OFF[E_DCCP_STATE], u8v(p)); break;
         case 21: rc = set_slot(e, E_OFF[E_DCCP_ROLE], u8v(p)); break;
         case 22: rc = set_slot(o, T_OFF[T_ITYPE], u8v(p)); break;
@@ -1764,9 +1759,10 @@ static PyObject *decode_sync_ct(PyObject *self, PyObject *arg)
         case 26: rc = set_slot(e, E_OFF[E_WS_R], u8v(p)); break;
         case 31:    /* on the wire: its, isn, tsoff; the Entry holds (isn, its, tsoff) */
             rc = set_slot(e, E_OFF[E_SYNPROXY],
-                          Py_BuildValue("(kkk)", be32(p + 4), be32(p), be32(p + 8)));
+                          Py_BuildValue("(kkk)", (unsigned long)get32(p + 4), (unsigned long)get32(p),
+                                        (unsigned long)get32(p + 8)));
             break;
-        case 32: rc = set_slot(e, E_OFF[E_ZONE], u(be16(p))); break;
+        case 32: rc = set_slot(e, E_OFF[E_ZONE], u(get16(p))); break;
         }
         if (rc)
             goto error;
@@ -1841,7 +1837,7 @@ static PyObject *scan_sync_ct(PyObject *self, PyObject *arg)
     b = view.buf;
     remaining = view.len;
     while (remaining > 4) {
-        unsigned len = be16(b + off), id = be16(b + off + 2);
+        unsigned len = get16(b + off), id = get16(b + off + 2);
         Py_ssize_t step = (len + 3) & ~3u;
         if (len > remaining || len < 4 || id >= SYNC_ATTRS)
             goto malformed;
@@ -1901,7 +1897,7 @@ static PyObject *commit_attrs(PyObject *self, PyObject *args)
     b = view.buf;
     remaining = view.len;
     while (remaining > 4) {
-        unsigned len = be16(b + off), id = be16(b + off + 2);
+        unsigned len = get16(b + off), id = get16(b + off + 2);
         const unsigned char *p = b + off + 4;
         Py_ssize_t step = (len + 3) & ~3u;
         if (len > remaining || len < 4 || id >= SYNC_ATTRS || seen >> id & 1
@@ -1913,13 +1909,13 @@ static PyObject *commit_attrs(PyObject *self, PyObject *args)
         case 2: proto = p[0]; break;
         case 3: ports = p; break;
         case 4: state = p[0]; has_state = 1; break;
-        case 5: status = be32(p); break;
-        case 6: timeout = be32(p); has_timeout = 1; break;
-        case 7: mark = be32(p); has_mark = 1; break;
+        case 5: status = get32(p); break;
+        case 6: timeout = get32(p); has_timeout = 1; break;
+        case 7: mark = get32(p); has_mark = 1; break;
         case 25: wo = p[0]; has_wo = 1; break;
         case 26: wr = p[0]; has_wr = 1; break;
         case 31:
-            if (be32(p) || be32(p + 4) || be32(p + 8))
+            if (get32(p) || get32(p + 4) || get32(p + 8))
                 goto general;
             break;
         default:
@@ -1930,8 +1926,8 @@ static PyObject *commit_attrs(PyObject *self, PyObject *args)
     }
     if (!addr || !ports || (proto != 6 && proto != 17))
         goto general;
-    w = put_tuple(w, 1, addr, addr + 4, proto, be16(ports), be16(ports + 2));
-    w = put_tuple(w, 2, addr + 4, addr, proto, be16(ports + 2), be16(ports));
+    w = put_tuple(w, 1, addr, addr + 4, proto, get16(ports), get16(ports + 2));
+    w = put_tuple(w, 2, addr + 4, addr, proto, get16(ports + 2), get16(ports));
     w = put_be32_attr(w, 3, (uint32_t)((status | 0x8) & ~0x1ul));     /* CONFIRMED on, EXPECTED off */
     if (proto == 6 && (has_state || has_wo || has_wr || liberal)) {
         unsigned inner = 4 + (has_state ? 8 : 0) + (has_wo ? 8 : 0) + (has_wr ? 8 : 0)
@@ -1979,6 +1975,14 @@ static unsigned char *put_sync_tlv(unsigned char *w, unsigned len, unsigned id)
 {
     w[0] = (unsigned char)(len >> 8); w[1] = (unsigned char)len;
     w[2] = (unsigned char)(id >> 8); w[3] = (unsigned char)id;
+    return w + 4;
+}
+
+static unsigned char *put_sync_u32(unsigned char *w, unsigned id, unsigned long v)
+{
+    w = put_sync_tlv(w, 8, id);
+    w[0] = (unsigned char)(v >> 24); w[1] = (unsigned char)(v >> 16);
+    w[2] = (unsigned char)(v >> 8); w[3] = (unsigned char)v;
     return w + 4;
 }
 
@@ -2084,11 +2088,8 @@ static PyObject *encode_sync_ct(PyObject *self, PyObject *args)
             goto general;
         w += 4;
     }
-    if (has_status) {
-        w = put_sync_tlv(w, 8, 5);
-        w[0] = (unsigned char)(status >> 24); w[1] = (unsigned char)(status >> 16);
-        w[2] = (unsigned char)(status >> 8); w[3] = (unsigned char)status; w += 4;
-    }
+    if (has_status)
+        w = put_sync_u32(w, 5, status);
     w = put_sync_tlv(w, 5, 2); w[0] = (unsigned char)proto; w[1] = w[2] = w[3] = 0; w += 4;
     if (has_sport || has_dport) {
         w = put_sync_tlv(w, 8, 3);
@@ -2098,16 +2099,10 @@ static PyObject *encode_sync_ct(PyObject *self, PyObject *args)
     if (has_state) {
         w = put_sync_tlv(w, 5, 4); w[0] = (unsigned char)state; w[1] = w[2] = w[3] = 0; w += 4;
     }
-    if (has_timeout && !commit_timeout) {
-        w = put_sync_tlv(w, 8, 6);
-        w[0] = (unsigned char)(timeout >> 24); w[1] = (unsigned char)(timeout >> 16);
-        w[2] = (unsigned char)(timeout >> 8); w[3] = (unsigned char)timeout; w += 4;
-    }
-    if (has_mark) {
-        w = put_sync_tlv(w, 8, 7);
-        w[0] = (unsigned char)(mark >> 24); w[1] = (unsigned char)(mark >> 16);
-        w[2] = (unsigned char)(mark >> 8); w[3] = (unsigned char)mark; w += 4;
-    }
+    if (has_timeout && !commit_timeout)
+        w = put_sync_u32(w, 6, timeout);
+    if (has_mark)
+        w = put_sync_u32(w, 7, mark);
     Py_DECREF(o);
     Py_DECREF(src);
     Py_DECREF(dst);
