@@ -10,7 +10,7 @@ from test_sync_wire import entries
 
 from ctools._speedups import load_ctfast
 from ctools.daemon.commitfast import encode_for_create
-from ctools.daemon.extcache import ExternalCache, _decode
+from ctools.daemon.extcache import ExternalCache, decode_payload
 from ctools.daemon.syncmode import _prepare_in_place
 from ctools.model import IPS_ASSURED, IPS_CONFIRMED, IPS_SEEN_REPLY, Entry, Tuple
 from ctools.sync import Apply, make_sync, wire
@@ -116,7 +116,7 @@ def test_c_commit_attributes_are_the_python_ones(e, age, commit_timeout, liberal
         e.mark = None
     payload = wire.encode_ct_payload(e)
     fast = _c_commit(payload, age, commit_timeout, liberal)
-    slow = _decode(payload)
+    slow = decode_payload(payload)
     _prepare_in_place(slow, age, commit_timeout, liberal)
     if fast is not None:
         assert fast == encode_for_create(slow)

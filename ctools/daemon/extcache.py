@@ -20,7 +20,8 @@ from ctools.sync import wire
 _c_decode = getattr(load_ctfast(), "decode_sync_ct", None)
 
 
-def _decode(payload: bytes) -> Entry:
+def decode_payload(payload: bytes) -> Entry:
+    """A fresh Entry from a cached CT payload (C accelerator when built)."""
     e = _c_decode(payload) if _c_decode is not None else None
     if e is None:
         e = wire.decode_ct_payload(payload)
@@ -42,7 +43,7 @@ class ExternalRecord:
     @property
     def entry(self) -> Entry:
         """A fresh Entry decoded from the payload (the caller may change it)."""
-        return _decode(self.payload)
+        return decode_payload(self.payload)
 
 
 class ExternalCache:

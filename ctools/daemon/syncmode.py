@@ -24,7 +24,7 @@ from ctools.daemon.commitfast import encode_for_create
 from ctools.daemon.control import Req
 from ctools.daemon.dumpfmt import dump_cache, dump_chunks, entry_text
 from ctools.daemon.eventbuf import grow_event_buffer, size_event_buffer
-from ctools.daemon.extcache import ExternalCache, ExternalRecord
+from ctools.daemon.extcache import ExternalCache, decode_payload
 from ctools.daemon.kernel import (
     DESTROY,
     NEW,
@@ -504,7 +504,7 @@ class SyncDaemon(Daemon):
                 c.destroyed += 1
             return
         prepared = e
-        _prepare_in_place(e, None, self.sconf.commit_timeout, not self.sconf.tcp_window_tracking)
+        self._prepare(e, None)
         if kind == "upd":
             if not sock.update([prepared]):
                 c.updated += 1
@@ -727,7 +727,7 @@ class SyncDaemon(Daemon):
             took = time.monotonic() - started
         self._log_took(took)
 
-    def _prepare(self, e: Entry, age: float) -> None:
+    def _prepare(self, e: Entry, age: float | None) -> None:
         s = self.sconf
         _prepare_in_place(e, age, s.commit_timeout, not s.tcp_window_tracking)
 
@@ -915,7 +915,7 @@ class _Prebuilt:
 
     def entry(self, daemon: SyncDaemon) -> Entry:
         """The prepared Entry of the general path (error reports, EEXIST retries)."""
-        e = ExternalRecord(self.payload, 0.0).entry
+        e = decode_payload(self.payload)
         daemon._prepare(e, self.age)
         return e
 
